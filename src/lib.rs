@@ -1,0 +1,22 @@
+//! cync-bridge: a local replacement for the GE Cync cloud that exposes Cync devices to Home
+//! Assistant over MQTT.
+//!
+//! # Layout
+//!
+//! Data flows one way; each layer only imports the ones below it.
+//!
+//! - [`protocol`]: pure codec — bytes ⇄ typed packets, the 0x7E frame, the stream framer. No I/O.
+//! - [`device`]: what a device *is* — the model catalog (type id → capabilities).
+//! - [`capture`]: reading and writing capture text files (real traffic and simulator recordings).
+//! - [`server`]: the device-facing TLS listener (OpenSSL, static-RSA CBC suites).
+//! - [`sim`]: simulated Cync devices — the other side of the same protocol module.
+//! - [`telemetry`]: metric names, descriptions, buckets; `/metrics` and `/healthz`.
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod capture;
+pub mod device;
+pub mod protocol;
+pub mod server;
+pub mod sim;
+pub mod telemetry;

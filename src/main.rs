@@ -1,0 +1,2 @@
+//! The `cync-bridge` binary: one executable, one subcommand per tool.
+fn main() {}

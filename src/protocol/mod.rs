@@ -1,0 +1,1 @@
+//! protocol (work in progress)

@@ -1,0 +1,1 @@
+//! telemetry (work in progress)
