@@ -1,0 +1,85 @@
+//! Per-connection counters for the commands the bridge sends (PROTOCOL.md §6.1): a BE16 msg id
+//! (echoed by the 0x7B receipt) and an LE tx (echoed by the `f9` response and the following
+//! state report). The mesh sequence number (sno) is the low 24 bits of tx.
+//!
+//! The allocator skips any tx whose frame would contain 0x7D or 0x7E — in tx, sno or the
+//! checksum they feed — so frames go out un-stuffed and read the same whether or not a device
+//! un-escapes (§5.3 recommendation). Skipping costs nothing: the counters are ours to choose.
+
+use super::command::{Command, MAX_COMMAND_PAYLOAD};
+use super::types::MsgId;
+
+/// Sequence values for one command.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Seq {
+    /// Header msg id.
+    pub msg: MsgId,
+    /// Frame tx.
+    pub tx: u32,
+    /// Mesh sequence (24-bit).
+    pub sno: u32,
+}
+
+/// Hands out msg ids and clean tx values for one connection.
+#[derive(Clone, Debug)]
+pub struct SeqAllocator {
+    next_msg: u16,
+    next_tx: u32,
+}
+
+impl Default for SeqAllocator {
+    fn default() -> Self {
+        Self::starting_at(1, 1)
+    }
+}
+
+/// tx values tried before giving up on a clean frame (marker bytes in the params themselves,
+/// e.g. mesh id 125, cannot be avoided by changing tx).
+const MAX_TX_TRIES: u32 = 64;
+
+impl SeqAllocator {
+    /// Starts the counters at the given values (random starts make stale receipts from an
+    /// earlier connection unlikely to match).
+    pub fn starting_at(msg: u16, tx: u32) -> Self {
+        SeqAllocator {
+            next_msg: msg,
+            next_tx: tx,
+        }
+    }
+
+    /// The next msg id (skipping `00 00`, which legacy uses for everything).
+    pub fn next_msg(&mut self) -> MsgId {
+        if self.next_msg == 0 {
+            self.next_msg = 1;
+        }
+        let id = MsgId::from_counter(self.next_msg);
+        self.next_msg = self.next_msg.wrapping_add(1);
+        id
+    }
+
+    /// Sequence values for `cmd`, choosing the first tx (from the counter on) whose frame needs
+    /// no stuffing. If none within a few tries is clean (the params themselves contain a
+    /// marker), the first candidate is used and the encoder stuffs.
+    pub fn next_for(&mut self, cmd: &Command) -> Seq {
+        let msg = self.next_msg();
+        let cmd = cmd.avoiding_markers();
+        let first = self.next_tx;
+        let mut chosen = None;
+        for i in 0..MAX_TX_TRIES {
+            let tx = first.wrapping_add(i);
+            let sno = tx & 0x00FF_FFFF;
+            let mut buf = [0u8; MAX_COMMAND_PAYLOAD];
+            if cmd.frame_spec(tx, sno, &mut buf).is_clean() {
+                chosen = Some(tx);
+                break;
+            }
+        }
+        let tx = chosen.unwrap_or(first);
+        self.next_tx = tx.wrapping_add(1);
+        Seq {
+            msg,
+            tx,
+            sno: tx & 0x00FF_FFFF,
+        }
+    }
+}
