@@ -63,16 +63,17 @@ impl SeqAllocator {
     pub fn next_for(&mut self, cmd: &Command) -> Seq {
         let msg = self.next_msg();
         let cmd = cmd.avoiding_markers();
-        let first = self.next_tx;
+        let first = skip_marker_bytes(self.next_tx);
         let mut chosen = None;
-        for i in 0..MAX_TX_TRIES {
-            let tx = first.wrapping_add(i);
+        let mut tx = first;
+        for _ in 0..MAX_TX_TRIES {
             let sno = tx & 0x00FF_FFFF;
             let mut buf = [0u8; MAX_COMMAND_PAYLOAD];
             if cmd.frame_spec(tx, sno, &mut buf).is_clean() {
                 chosen = Some(tx);
                 break;
             }
+            tx = skip_marker_bytes(tx.wrapping_add(1));
         }
         let tx = chosen.unwrap_or(first);
         self.next_tx = tx.wrapping_add(1);
@@ -81,5 +82,42 @@ impl SeqAllocator {
             tx,
             sno: tx & 0x00FF_FFFF,
         }
+    }
+}
+
+/// The smallest value ≥ `tx` (wrapping) none of whose bytes is 0x7D or 0x7E: a marker byte is
+/// raised to 0x7F and the bytes below it reset to zero.
+fn skip_marker_bytes(mut tx: u32) -> u32 {
+    for shift in [24u32, 16, 8, 0] {
+        let byte = (tx >> shift) & 0xFF;
+        if byte == 0x7D || byte == 0x7E {
+            let above = if shift == 24 {
+                0
+            } else {
+                tx & (u32::MAX << (shift + 8))
+            };
+            tx = above | (0x7F << shift);
+        }
+    }
+    tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_bytes_in_tx_are_skipped_at_every_position() {
+        assert_eq!(skip_marker_bytes(0x7D00_0000), 0x7F00_0000);
+        assert_eq!(skip_marker_bytes(0x0000_7E05), 0x0000_7F00);
+        assert_eq!(skip_marker_bytes(0x017D_7E7D), 0x017F_0000);
+        assert_eq!(skip_marker_bytes(0x0000_0012), 0x12);
+    }
+
+    #[test]
+    fn msg_ids_count_up_and_skip_zero() {
+        let mut seq = SeqAllocator::starting_at(u16::MAX, 1);
+        assert_eq!(seq.next_msg(), MsgId([0xff, 0xff, 0]));
+        assert_eq!(seq.next_msg(), MsgId([0, 1, 0]));
     }
 }
