@@ -10,14 +10,17 @@
 //! What it must never do: block or slow a hot path (recording is a few atomics behind a briefly
 //! held read lock, never across an `.await`), grow without bound (label values are capped), let a
 //! slow or hostile HTTP client affect anything but its own connection, or report the bridge
-//! unhealthy because of something outside it (the MQTT broker).
+//! unhealthy because of something outside it (the MQTT broker) — see [`health`].
 //!
 //! - [`metrics`]: the [`Metrics`] registry and its recording methods, and the text encoder.
+//! - [`health`]: [`Health`], where long-running tasks register and report liveness.
 
+pub mod health;
 pub mod metrics;
 mod registry;
 mod text;
 
+pub use health::{Health, Liveness, Unhealthy};
 pub use metrics::{
     Metrics, SessionGuard, LATENCY_BUCKETS_SECONDS, MAX_DEVICE_IDS, SESSION_CLOSE_ABORTED,
 };
