@@ -15,15 +15,18 @@
 //! - [`metrics`]: the [`Metrics`] registry and its recording methods, and the text encoder.
 //! - [`health`]: [`Health`], where long-running tasks register and report liveness.
 //! - [`http`]: the minimal HTTP/1.1 responder serving both.
+//! - [`logging`]: `tracing` subscriber set-up, correlation ids, auth-code redaction.
 
 pub mod health;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 mod registry;
 mod text;
 
 pub use health::{Health, Liveness, Unhealthy};
 pub use http::{serve, serve_with_limits, HttpLimits};
+pub use logging::{new_correlation_id, redact_auth_code, LogFormat, LoggingError};
 pub use metrics::{
     Metrics, SessionGuard, LATENCY_BUCKETS_SECONDS, MAX_DEVICE_IDS, SESSION_CLOSE_ABORTED,
 };
