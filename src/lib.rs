@@ -8,6 +8,7 @@
 //! - [`protocol`]: pure codec — bytes ⇄ typed packets, the 0x7E frame, the stream framer. No I/O.
 //! - [`device`]: what a device *is* — the model catalog (type id → capabilities).
 //! - [`capture`]: reading and writing capture text files (real traffic and simulator recordings).
+//! - [`cli`]: the subcommands of the binary (the only place besides `main` that uses `anyhow`).
 //! - [`server`]: the device-facing TLS listener (OpenSSL, static-RSA CBC suites).
 //! - [`sim`]: simulated Cync devices — the other side of the same protocol module.
 //! - [`telemetry`]: metric names, descriptions, buckets; `/metrics` and `/healthz`.
@@ -15,6 +16,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod capture;
+pub mod cli;
 pub mod device;
 pub mod protocol;
 pub mod server;

@@ -1,2 +1,34 @@
-//! The `cync-bridge` binary: one executable, one subcommand per tool.
-fn main() {}
+//! The `cync-bridge` binary: one executable, one subcommand per tool, all sharing the library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use cync_bridge::cli;
+
+/// Local bridge between GE Cync devices and Home Assistant.
+#[derive(Debug, Parser)]
+#[command(name = "cync-bridge", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Split capture files into packets and print them as JSON lines.
+    Decode(cli::decode::DecodeArgs),
+}
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    let result = match args.command {
+        Command::Decode(a) => cli::decode::run(&a, &mut std::io::stdout().lock()),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("cync-bridge: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

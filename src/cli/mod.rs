@@ -1,0 +1,5 @@
+//! Subcommands of the `cync-bridge` binary. Each submodule turns parsed arguments into a run of
+//! library code and an exit status; the work itself lives in the library modules. `anyhow` is
+//! allowed here (and in `main`) only: this is the edge where errors become messages for people.
+
+pub mod decode;
