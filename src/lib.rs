@@ -12,6 +12,7 @@
 //! - [`server`]: the device-facing TLS listener (OpenSSL, static-RSA CBC suites).
 //! - [`sim`]: simulated Cync devices — the other side of the same protocol module.
 //! - [`telemetry`]: metric names, descriptions, buckets; `/metrics` and `/healthz`.
+//! - [`transport`]: command delivery — retries, de-duplication, bounded coalescing queues.
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -22,3 +23,4 @@ pub mod protocol;
 pub mod server;
 pub mod sim;
 pub mod telemetry;
+pub mod transport;

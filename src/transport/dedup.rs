@@ -1,0 +1,137 @@
+//! De-duplication of device retransmits (issue 5): a bounded LRU of (peer id, msg id) with a
+//! TTL, for packets that carry a per-session counter (device 0x83 and 0x73).
+//!
+//! A repeat of a key seen within the TTL is a retransmit: the caller still acknowledges it (the
+//! device wants its 0x88/0x7B) but drops it before it touches state. Packets without a counter
+//! (every 0x43 carries `01 01 06`) must never go through here — a light that goes A→B→A has to
+//! reach B and then A again; those are made harmless by applying state idempotently instead.
+//!
+//! Pure data structure: time comes in as an argument, so tests need no clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::protocol::{MsgId, PeerId};
+
+/// Default capacity (issue 5: 1,000 entries).
+pub const DEFAULT_CAPACITY: usize = 1_000;
+/// Default time to live (issue 5: 5 minutes).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+
+/// Bounded, time-limited memory of recently seen (peer id, msg id) pairs.
+#[derive(Debug)]
+pub struct Dedup {
+    capacity: usize,
+    ttl: Duration,
+    seen: HashMap<(PeerId, MsgId), Instant>,
+    // Insertion order; an entry is live only if `seen` still holds the same instant for it.
+    order: VecDeque<((PeerId, MsgId), Instant)>,
+}
+
+impl Default for Dedup {
+    fn default() -> Self {
+        Dedup::new(DEFAULT_CAPACITY, DEFAULT_TTL)
+    }
+}
+
+impl Dedup {
+    /// A window holding at most `capacity` keys for at most `ttl` each.
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        let capacity = capacity.max(1);
+        Dedup {
+            capacity,
+            ttl,
+            seen: HashMap::with_capacity(capacity),
+            order: VecDeque::with_capacity(capacity),
+        }
+    }
+
+    /// Records `key` and says whether it is new. `false` means a retransmit within the TTL.
+    pub fn first_sighting(&mut self, peer: PeerId, msg: MsgId, now: Instant) -> bool {
+        self.expire(now);
+        let key = (peer, msg);
+        if self.seen.contains_key(&key) {
+            return false;
+        }
+        while self.seen.len() >= self.capacity {
+            if !self.evict_oldest() {
+                break;
+            }
+        }
+        self.seen.insert(key, now);
+        self.order.push_back((key, now));
+        true
+    }
+
+    /// Keys currently remembered.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// True when nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(key, at)) = self.order.front() {
+            if now.saturating_duration_since(at) < self.ttl {
+                break;
+            }
+            self.order.pop_front();
+            if self.seen.get(&key) == Some(&at) {
+                self.seen.remove(&key);
+            }
+        }
+    }
+
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((key, at)) = self.order.pop_front() {
+            if self.seen.get(&key) == Some(&at) {
+                self.seen.remove(&key);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: PeerId = PeerId([1, 2, 3, 4]);
+
+    #[test]
+    fn a_repeat_within_the_ttl_is_a_retransmit() {
+        let t0 = Instant::now();
+        let mut d = Dedup::new(10, Duration::from_secs(300));
+        assert!(d.first_sighting(P, MsgId([0, 1, 0]), t0));
+        assert!(!d.first_sighting(P, MsgId([0, 1, 0]), t0 + Duration::from_secs(299)));
+        assert!(d.first_sighting(P, MsgId([0, 2, 0]), t0));
+        assert!(d.first_sighting(PeerId([9, 9, 9, 9]), MsgId([0, 1, 0]), t0));
+    }
+
+    #[test]
+    fn after_the_ttl_the_same_key_is_new_again() {
+        let t0 = Instant::now();
+        let mut d = Dedup::new(10, Duration::from_secs(300));
+        assert!(d.first_sighting(P, MsgId([0, 1, 0]), t0));
+        assert!(d.first_sighting(P, MsgId([0, 1, 0]), t0 + Duration::from_secs(300)));
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn capacity_is_never_exceeded_and_the_oldest_goes_first() {
+        let t0 = Instant::now();
+        let mut d = Dedup::new(3, Duration::from_secs(300));
+        for i in 0..10u16 {
+            assert!(d.first_sighting(P, MsgId::from_counter(i), t0));
+            assert!(d.len() <= 3);
+        }
+        // 7, 8, 9 remain; 0 was evicted and counts as new.
+        assert!(!d.first_sighting(P, MsgId::from_counter(9), t0));
+        assert!(d.first_sighting(P, MsgId::from_counter(0), t0));
+        assert!(d.order.len() <= 4, "order queue stays bounded");
+    }
+}
