@@ -7,6 +7,7 @@
 //! `transport`, and never fail on an unknown type id — unknown devices get a safe generic model.
 
 pub mod catalog;
+pub mod inventory;
 
 pub use catalog::{
     effect_by_name, effect_name, is_known, lookup, Capabilities, DeviceClass, KelvinRange, Model,
