@@ -7,6 +7,7 @@
 //!
 //! - [`protocol`]: pure codec — bytes ⇄ typed packets, the 0x7E frame, the stream framer. No I/O.
 //! - [`device`]: what a device *is* — the model catalog (type id → capabilities).
+//! - [`mqtt`]: the Home Assistant side — topics, discovery and state payloads, command translation.
 //! - [`capture`]: reading and writing capture text files (real traffic and simulator recordings).
 //! - [`cli`]: the subcommands of the binary (the only place besides `main` that uses `anyhow`).
 //! - [`server`]: the device-facing TLS listener (OpenSSL, static-RSA CBC suites).
@@ -19,6 +20,7 @@
 pub mod capture;
 pub mod cli;
 pub mod device;
+pub mod mqtt;
 pub mod protocol;
 pub mod server;
 pub mod sim;

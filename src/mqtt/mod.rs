@@ -1,0 +1,7 @@
+//! The Home Assistant side: MQTT topics, discovery payloads, state payloads and the translation
+//! of HA commands into Cync commands. Everything here is pure (no broker I/O) so tests can
+//! assert exact topics and payloads; the client task that talks to the broker builds on it.
+
+pub mod command;
+pub mod topics;
+pub mod units;
