@@ -3,5 +3,7 @@
 //! assert exact topics and payloads; the client task that talks to the broker builds on it.
 
 pub mod command;
+pub mod discovery;
+pub mod state;
 pub mod topics;
 pub mod units;
