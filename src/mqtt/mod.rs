@@ -2,6 +2,7 @@
 //! of HA commands into Cync commands. Everything here is pure (no broker I/O) so tests can
 //! assert exact topics and payloads; the client task that talks to the broker builds on it.
 
+pub mod client;
 pub mod command;
 pub mod discovery;
 pub mod state;

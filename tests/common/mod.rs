@@ -18,3 +18,92 @@ pub fn shared_fixture(rel: &str) -> Option<PathBuf> {
     eprintln!("SKIPPED: shared fixture {} is absent", path.display());
     None
 }
+
+/// A private Mosquitto broker on a free loopback port, killed on drop.
+pub struct Mosquitto {
+    pub port: u16,
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+}
+
+fn mosquitto_binary() -> Option<PathBuf> {
+    [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+impl Mosquitto {
+    /// Starts a broker, or returns `None` (after saying so) when mosquitto is not installed —
+    /// unless `CYNC_REQUIRE_MOSQUITTO=1`, which makes its absence a failure.
+    pub fn start() -> Option<Mosquitto> {
+        let Some(_) = mosquitto_binary() else {
+            if std::env::var("CYNC_REQUIRE_MOSQUITTO").as_deref() == Ok("1") {
+                panic!("mosquitto is required but not installed");
+            }
+            eprintln!("SKIPPED: mosquitto is not installed (apt-get install mosquitto)");
+            return None;
+        };
+        let port = free_port();
+        let mut broker = Mosquitto {
+            port,
+            child: None,
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        broker.restart();
+        Some(broker)
+    }
+
+    /// Stops the broker (as a crash would: no clean goodbye to clients).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// (Re)starts the broker on the same port, waiting until it accepts connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n",
+                self.port
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let child = std::process::Command::new(mosquitto_binary().expect("mosquitto"))
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("mosquitto did not start on port {}", self.port);
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port that was free a moment ago (bind :0, read it back, release it).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
