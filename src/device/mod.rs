@@ -6,6 +6,7 @@
 //! the built-in light-show effects. Must never do I/O, never import `mqtt`, `server` or
 //! `transport`, and never fail on an unknown type id — unknown devices get a safe generic model.
 
+pub mod availability;
 pub mod catalog;
 pub mod inventory;
 
