@@ -12,6 +12,7 @@ use cync_bridge::mqtt::discovery::{
     EntityDescription,
 };
 use cync_bridge::mqtt::topics::{EntityKey, EntityKind, Topics};
+use cync_bridge::mqtt::units::ColorTempUnit;
 
 fn topics() -> Topics {
     Topics::new("cync", "homeassistant", "cync_bridge")
@@ -20,7 +21,8 @@ fn topics() -> Topics {
 fn opts() -> DiscoveryOptions {
     DiscoveryOptions {
         bridge_id: bridge_device_id("cync_bridge"),
-        legacy_color_mode_flag: false,
+        legacy_color_mode_flag: true,
+        color_temp_unit: ColorTempUnit::Kelvin,
     }
 }
 
@@ -133,7 +135,7 @@ fn bridge_device_has_diagnostic_sensors() {
 }
 
 #[test]
-fn legacy_color_mode_flag_is_added_only_when_asked() {
+fn legacy_color_mode_flag_can_be_turned_off() {
     let desc = EntityDescription {
         key: EntityKey {
             home: 1,
@@ -148,13 +150,38 @@ fn legacy_color_mode_flag_is_added_only_when_asked() {
         area: None,
     };
     let mut o = opts();
-    assert!(entity_configs(&desc, &topics(), &o)[0]
-        .payload
-        .get("color_mode")
-        .is_none());
-    o.legacy_color_mode_flag = true;
     assert_eq!(
         entity_configs(&desc, &topics(), &o)[0].payload["color_mode"],
         true
     );
+    o.legacy_color_mode_flag = false;
+    let p = &entity_configs(&desc, &topics(), &o)[0].payload;
+    assert!(p.get("color_mode").is_none());
+}
+
+#[test]
+fn mired_mode_advertises_a_mired_range_for_ha_before_2025_1() {
+    let desc = EntityDescription {
+        key: EntityKey {
+            home: 1,
+            kind: EntityKind::Device,
+            id: 5,
+        },
+        name: "Lamp",
+        model: lookup(137),
+        ble_mac: None,
+        wifi_mac: None,
+        firmware: None,
+        area: None,
+    };
+    let mut o = opts();
+    o.color_temp_unit = ColorTempUnit::Mired;
+    let p = &entity_configs(&desc, &topics(), &o)[0].payload;
+    assert_eq!(
+        (p["min_mireds"].as_u64(), p["max_mireds"].as_u64()),
+        (Some(143), Some(500))
+    );
+    for absent in ["color_temp_kelvin", "min_kelvin", "max_kelvin"] {
+        assert!(p.get(absent).is_none(), "{absent}");
+    }
 }

@@ -7,7 +7,7 @@
 use serde::Deserialize;
 
 use super::units::{
-    brightness_to_cync, fan_percentage_to_level, fan_preset_to_level, hs_to_rgb, kelvin_to_cync,
+    brightness_to_cync, fan_percentage_to_level, fan_preset_to_level, hs_to_rgb, ColorTempUnit,
 };
 use crate::device::catalog::{effect_by_name, Capabilities};
 use crate::protocol::{Command, LightColor};
@@ -39,7 +39,7 @@ pub struct LightRequest {
     pub state: Option<String>,
     /// 0–100 (we advertise `brightness_scale: 100`).
     pub brightness: Option<f64>,
-    /// Kelvin (we advertise `color_temp_kelvin: true`).
+    /// Kelvin or mireds, as configured ([`ColorTempUnit`]).
     pub color_temp: Option<f64>,
     /// `{r,g,b}`, or `{h,s}` / `{x,y}` from clients that ignore our supported modes.
     pub color: Option<ColorRequest>,
@@ -87,6 +87,7 @@ pub fn light_commands(
     caps: &Capabilities,
     target: u16,
     currently_on: Option<bool>,
+    unit: ColorTempUnit,
 ) -> Result<Vec<Command>, CommandError> {
     let on = match req.state.as_deref().map(str::trim) {
         None => None,
@@ -116,10 +117,9 @@ pub fn light_commands(
         if !caps.color_temp {
             return Err(CommandError::Unsupported("colour temperature"));
         }
-        if !k.is_finite() || k < 0.0 {
-            return Err(CommandError::Malformed(format!("color_temp {k}")));
-        }
-        let temp = kelvin_to_cync(k.round() as u32);
+        let temp = unit
+            .to_cync(k)
+            .ok_or_else(|| CommandError::Malformed(format!("color_temp {k}")))?;
         rest.push(light(target, None, Some(LightColor::Temperature(temp))));
     }
     if let Some(color) = &req.color {
@@ -208,7 +208,13 @@ mod tests {
     use crate::device::catalog::lookup;
 
     fn cmds(json: &str, type_id: u16, on: Option<bool>) -> Result<Vec<Command>, CommandError> {
-        light_commands(&parse_light(json.as_bytes())?, &lookup(type_id).caps, 5, on)
+        light_commands(
+            &parse_light(json.as_bytes())?,
+            &lookup(type_id).caps,
+            5,
+            on,
+            ColorTempUnit::Kelvin,
+        )
     }
 
     fn lvl(b: u8) -> Command {

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::state::{color_modes, ColorMode};
 use super::topics::{EntityKey, EntityKind, Topics};
-use super::units::FAN_PRESETS;
+use super::units::{ColorTempUnit, FAN_PRESETS};
 use crate::device::catalog::{DeviceClass, Model, EFFECTS};
 use crate::device::inventory::{Mac, PLACEHOLDER_MAC};
 
@@ -38,9 +38,9 @@ pub struct DeviceInfo {
     connections: Vec<(&'static str, String)>,
     name: String,
     manufacturer: &'static str,
+    /// Model name with the model id in brackets: HA 2024.3's device schema rejects the newer
+    /// `model_id` key (seen with the ha-e2e harness), and one field reads fine in the UI.
     model: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    model_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sw_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,6 +85,10 @@ pub struct LightConfig {
     /// Required by HA 2024.3 when `supported_color_modes` is set; deprecated and ignored later.
     #[serde(skip_serializing_if = "Option::is_none")]
     color_mode: Option<bool>,
+    /// Defaults to false before HA 2024.4-ish: without it HA 2024.3 drops brightness from
+    /// commands (seen with the ha-e2e harness).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    brightness: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     brightness_scale: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,6 +97,10 @@ pub struct LightConfig {
     min_kelvin: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_kelvin: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_mireds: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_mireds: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     effect: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -180,8 +188,12 @@ pub struct EntityDescription<'a> {
 pub struct DiscoveryOptions {
     /// Identifier of the bridge device (`via_device` of every device).
     pub bridge_id: String,
-    /// Emit the `color_mode: true` flag HA 2024.3 requires (later releases ignore it).
+    /// Emit the `color_mode: true` flag HA 2024.3 requires. HA 2024.4–2025.2 log a deprecation
+    /// warning for it and later releases drop it, so it defaults to on: the warning is the price
+    /// of lights that work on every release.
     pub legacy_color_mode_flag: bool,
+    /// Kelvin for HA 2025.1+, mireds for older releases.
+    pub color_temp_unit: ColorTempUnit,
 }
 
 /// The unique id of an entity: `cync_<home>_<id>` or `cync_<home>_group_<id>`.
@@ -244,8 +256,10 @@ fn base(
             connections,
             name: d.name.to_string(),
             manufacturer: "GE Cync",
-            model: d.model.name.to_string(),
-            model_id: d.model.model_id.map(str::to_string),
+            model: match d.model.model_id {
+                Some(id) => format!("{} ({id})", d.model.name),
+                None => d.model.name.to_string(),
+            },
             sw_version: d.firmware.map(str::to_string),
             suggested_area: d.area.map(str::to_string),
             via_device: Some(opts.bridge_id.clone()),
@@ -289,6 +303,10 @@ fn to_value(v: impl Serialize) -> serde_json::Value {
 fn light(d: &EntityDescription<'_>, topics: &Topics, opts: &DiscoveryOptions) -> serde_json::Value {
     let caps = d.model.caps;
     let modes = color_modes(&caps);
+    let unit = opts.color_temp_unit;
+    let kelvin = caps.color_temp && unit == ColorTempUnit::Kelvin;
+    let mired = caps.color_temp && unit == ColorTempUnit::Mired;
+    let (min_mireds, max_mireds) = unit.range(d.model.kelvin.min, d.model.kelvin.max);
     to_value(LightConfig {
         base: base(d, "light", topics, opts),
         schema: "json",
@@ -296,10 +314,13 @@ fn light(d: &EntityDescription<'_>, topics: &Topics, opts: &DiscoveryOptions) ->
         state_topic: topics.state(d.key),
         color_mode: opts.legacy_color_mode_flag.then_some(true),
         supported_color_modes: modes,
+        brightness: caps.brightness.then_some(true),
         brightness_scale: caps.brightness.then_some(100),
-        color_temp_kelvin: caps.color_temp.then_some(true),
-        min_kelvin: caps.color_temp.then_some(d.model.kelvin.min),
-        max_kelvin: caps.color_temp.then_some(d.model.kelvin.max),
+        color_temp_kelvin: kelvin.then_some(true),
+        min_kelvin: kelvin.then_some(d.model.kelvin.min),
+        max_kelvin: kelvin.then_some(d.model.kelvin.max),
+        min_mireds: mired.then_some(min_mireds),
+        max_mireds: mired.then_some(max_mireds),
         effect: caps.effects.then_some(true),
         effect_list: caps
             .effects
@@ -387,7 +408,6 @@ pub fn bridge_configs(topics: &Topics, opts: &DiscoveryOptions) -> Vec<Discovery
                         name: "Cync Bridge".to_string(),
                         manufacturer: "cync-bridge",
                         model: "Local Cync bridge".to_string(),
-                        model_id: None,
                         sw_version: Some(ORIGIN.sw_version.to_string()),
                         suggested_area: None,
                         via_device: None,

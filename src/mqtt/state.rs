@@ -5,7 +5,7 @@
 
 use serde::{Serialize, Serializer};
 
-use super::units::{cync_to_kelvin, fan_level_to_preset};
+use super::units::{fan_level_to_preset, ColorTempUnit};
 use crate::device::catalog::Capabilities;
 use crate::protocol::content::{TEMP_EFFECT, TEMP_RGB_MODE};
 use crate::protocol::LightState;
@@ -117,7 +117,12 @@ pub struct LightPayload {
 impl LightPayload {
     /// The snapshot for a light with `caps` in state `s`. `running_effect` is the name of the
     /// effect last started by us (devices report only "an effect is running", temperature 129).
-    pub fn new(caps: &Capabilities, s: &LightState, running_effect: Option<&str>) -> Self {
+    pub fn new(
+        caps: &Capabilities,
+        s: &LightState,
+        running_effect: Option<&str>,
+        unit: ColorTempUnit,
+    ) -> Self {
         let modes = color_modes(caps);
         let rgb_mode = s.temperature == TEMP_RGB_MODE || s.temperature == TEMP_EFFECT;
         let mode = if rgb_mode && caps.rgb {
@@ -132,7 +137,7 @@ impl LightPayload {
             color_mode: mode,
             color_temp: Field::supported(
                 caps.color_temp,
-                white.then(|| cync_to_kelvin(s.temperature)),
+                white.then(|| unit.from_cync(s.temperature)),
             ),
             color: Field::supported(
                 caps.rgb,
@@ -202,7 +207,13 @@ mod tests {
     }
 
     fn light(type_id: u16, s: LightState, effect: Option<&str>) -> serde_json::Value {
-        serde_json::to_value(LightPayload::new(&lookup(type_id).caps, &s, effect)).unwrap()
+        serde_json::to_value(LightPayload::new(
+            &lookup(type_id).caps,
+            &s,
+            effect,
+            ColorTempUnit::Kelvin,
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -219,6 +230,19 @@ mod tests {
             light(137, state(false, 24, 129, [1, 2, 3]), Some("rainbow")),
             json!({"state":"OFF","brightness":24,"color_mode":"rgb","color_temp":null,"color":{"r":1,"g":2,"b":3},"effect":"rainbow"})
         );
+    }
+
+    #[test]
+    fn mired_mode_reports_mireds() {
+        let s = state(true, 10, 10, [255; 3]);
+        let v = serde_json::to_value(LightPayload::new(
+            &lookup(137).caps,
+            &s,
+            None,
+            ColorTempUnit::Mired,
+        ))
+        .unwrap();
+        assert_eq!(v["color_temp"], 400);
     }
 
     #[test]

@@ -23,6 +23,58 @@ pub fn cync_to_kelvin(temp: u8) -> u16 {
     CYNC_MIN_KELVIN + 50 * u16::from(temp.min(100))
 }
 
+/// The unit Home Assistant uses for `color_temp` in JSON-light states and commands. HA learned
+/// kelvin for MQTT lights in 2025.1 (`color_temp_kelvin: true`); older releases read and send
+/// mireds whatever the config says, so the bridge can speak either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColorTempUnit {
+    /// Kelvin (HA 2025.1 and later).
+    #[default]
+    Kelvin,
+    /// Mireds (1,000,000 / K), for HA before 2025.1.
+    Mired,
+}
+
+impl ColorTempUnit {
+    /// An HA colour temperature → Cync 0–100. `None` for a non-positive or non-finite value.
+    pub fn to_cync(self, value: f64) -> Option<u8> {
+        if !value.is_finite() || value <= 0.0 {
+            return None;
+        }
+        Some(match self {
+            ColorTempUnit::Kelvin => kelvin_to_cync(value.round() as u32),
+            // Mireds are coarse near the cool end; round to the nearest Cync step so every step
+            // survives the trip through HA and back.
+            ColorTempUnit::Mired => {
+                let k = (1_000_000.0 / value)
+                    .clamp(f64::from(CYNC_MIN_KELVIN), f64::from(CYNC_MAX_KELVIN));
+                ((k - f64::from(CYNC_MIN_KELVIN)) / 50.0).round() as u8
+            }
+        })
+    }
+
+    /// Cync 0–100 → the HA value.
+    pub fn from_cync(self, temp: u8) -> u16 {
+        let k = cync_to_kelvin(temp);
+        match self {
+            ColorTempUnit::Kelvin => k,
+            ColorTempUnit::Mired => (1_000_000.0 / f64::from(k)).round() as u16,
+        }
+    }
+
+    /// The (min, max) to advertise for a kelvin range: mireds swap ends.
+    pub fn range(self, min_kelvin: u16, max_kelvin: u16) -> (u16, u16) {
+        match self {
+            ColorTempUnit::Kelvin => (min_kelvin, max_kelvin),
+            ColorTempUnit::Mired => (
+                (1_000_000.0 / f64::from(max_kelvin.max(1))).round() as u16,
+                (1_000_000.0 / f64::from(min_kelvin.max(1))).round() as u16,
+            ),
+        }
+    }
+}
+
 /// HA brightness (scale 100) → Cync brightness 0–100.
 pub fn brightness_to_cync(brightness: u32) -> u8 {
     brightness.min(100) as u8
@@ -103,6 +155,29 @@ mod tests {
                 "round trip {t}"
             );
         }
+    }
+
+    #[test]
+    fn every_cync_step_survives_a_round_trip_through_either_unit() {
+        for unit in [ColorTempUnit::Kelvin, ColorTempUnit::Mired] {
+            for t in 0..=100u8 {
+                assert_eq!(
+                    unit.to_cync(f64::from(unit.from_cync(t))),
+                    Some(t),
+                    "{unit:?} {t}"
+                );
+            }
+            assert_eq!(unit.to_cync(0.0), None);
+            assert_eq!(unit.to_cync(f64::NAN), None);
+        }
+        assert_eq!(ColorTempUnit::Mired.from_cync(0), 500);
+        assert_eq!(ColorTempUnit::Mired.from_cync(100), 143);
+        assert_eq!(ColorTempUnit::Mired.range(2000, 7000), (143, 500));
+        assert_eq!(
+            ColorTempUnit::Mired.to_cync(10.0),
+            Some(100),
+            "beyond 7000 K clamps"
+        );
     }
 
     #[test]
