@@ -21,7 +21,7 @@ fn topics() -> Topics {
 fn opts() -> DiscoveryOptions {
     DiscoveryOptions {
         bridge_id: bridge_device_id("cync_bridge"),
-        legacy_color_mode_flag: true,
+        legacy_color_mode_flag: false,
         color_temp_unit: ColorTempUnit::Kelvin,
     }
 }
@@ -135,7 +135,7 @@ fn bridge_device_has_diagnostic_sensors() {
 }
 
 #[test]
-fn legacy_color_mode_flag_can_be_turned_off() {
+fn legacy_color_mode_flag_is_only_for_old_home_assistant() {
     let desc = EntityDescription {
         key: EntityKey {
             home: 1,
@@ -150,13 +150,15 @@ fn legacy_color_mode_flag_can_be_turned_off() {
         area: None,
     };
     let mut o = opts();
+    assert!(entity_configs(&desc, &topics(), &o)[0]
+        .payload
+        .get("color_mode")
+        .is_none());
+    o.legacy_color_mode_flag = true;
     assert_eq!(
         entity_configs(&desc, &topics(), &o)[0].payload["color_mode"],
         true
     );
-    o.legacy_color_mode_flag = false;
-    let p = &entity_configs(&desc, &topics(), &o)[0].payload;
-    assert!(p.get("color_mode").is_none());
 }
 
 #[test]

@@ -188,9 +188,8 @@ pub struct EntityDescription<'a> {
 pub struct DiscoveryOptions {
     /// Identifier of the bridge device (`via_device` of every device).
     pub bridge_id: String,
-    /// Emit the `color_mode: true` flag HA 2024.3 requires. HA 2024.4–2025.2 log a deprecation
-    /// warning for it and later releases drop it, so it defaults to on: the warning is the price
-    /// of lights that work on every release.
+    /// Emit the `color_mode: true` flag HA 2024.3 requires. HA 2024.4–2025.2 warn about it and
+    /// 2025.4 logs an error for it (the entity still works), so it is for old releases only.
     pub legacy_color_mode_flag: bool,
     /// Kelvin for HA 2025.1+, mireds for older releases.
     pub color_temp_unit: ColorTempUnit,
