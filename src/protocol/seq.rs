@@ -24,6 +24,7 @@ pub struct Seq {
 #[derive(Clone, Debug)]
 pub struct SeqAllocator {
     next_msg: u16,
+    msg_range: (u16, u16),
     next_tx: u32,
 }
 
@@ -41,19 +42,30 @@ impl SeqAllocator {
     /// Starts the counters at the given values (random starts make stale receipts from an
     /// earlier connection unlikely to match).
     pub fn starting_at(msg: u16, tx: u32) -> Self {
+        Self::in_range(1, u16::MAX, msg, tx)
+    }
+
+    /// Msg ids cycle within `lo..=hi` (`lo` ≥ 1), so two allocators on one connection — the
+    /// session's own requests and a transport's commands — can never hand out the same id.
+    pub fn in_range(lo: u16, hi: u16, msg: u16, tx: u32) -> Self {
+        let lo = lo.max(1);
+        let hi = hi.max(lo);
         SeqAllocator {
-            next_msg: msg,
+            next_msg: msg.clamp(lo, hi),
+            msg_range: (lo, hi),
             next_tx: tx,
         }
     }
 
-    /// The next msg id (skipping `00 00`, which legacy uses for everything).
+    /// The next msg id (never `00 00`, which legacy uses for everything).
     pub fn next_msg(&mut self) -> MsgId {
-        if self.next_msg == 0 {
-            self.next_msg = 1;
-        }
+        let (lo, hi) = self.msg_range;
         let id = MsgId::from_counter(self.next_msg);
-        self.next_msg = self.next_msg.wrapping_add(1);
+        self.next_msg = if self.next_msg >= hi {
+            lo
+        } else {
+            self.next_msg + 1
+        };
         id
     }
 
@@ -112,6 +124,13 @@ mod tests {
         assert_eq!(skip_marker_bytes(0x0000_7E05), 0x0000_7F00);
         assert_eq!(skip_marker_bytes(0x017D_7E7D), 0x017F_0000);
         assert_eq!(skip_marker_bytes(0x0000_0012), 0x12);
+    }
+
+    #[test]
+    fn msg_ids_stay_inside_their_range() {
+        let mut seq = SeqAllocator::in_range(1, 0x7fff, 0x7ffe, 1);
+        let ids: Vec<u16> = (0..4).map(|_| seq.next_msg().counter()).collect();
+        assert_eq!(ids, vec![0x7ffe, 0x7fff, 1, 2]);
     }
 
     #[test]

@@ -30,6 +30,9 @@ use super::outcome::CommandOutcome;
 use super::queue::{CoalescingQueue, Overflow, Pushed};
 use crate::protocol::{Command, LightState, MsgId, Seq, SeqAllocator};
 
+/// Transports use msg ids 0x0001–0x7FFF; a session's own requests use 0x8000–0xFFFF.
+pub const TRANSPORT_MSG_MAX: u16 = 0x7FFF;
+
 /// How often a command without a route looks for one.
 const ROUTE_POLL: Duration = Duration::from_millis(250);
 
@@ -91,12 +94,12 @@ impl Policy {
 }
 
 /// Where the routes to a device come from (the registry, in the bridge).
-pub trait Routes<S, K> {
+pub trait RouteSource<S, K> {
     /// Sessions that reach `key`, preferred first.
     fn routes(&self, key: &K) -> Vec<S>;
 }
 
-impl<S, K, F: Fn(&K) -> Vec<S>> Routes<S, K> for F {
+impl<S, K, F: Fn(&K) -> Vec<S>> RouteSource<S, K> for F {
     fn routes(&self, key: &K) -> Vec<S> {
         self(key)
     }
@@ -220,7 +223,7 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
         key: K,
         command: Command,
         now: Instant,
-        routes: &impl Routes<S, K>,
+        routes: &impl RouteSource<S, K>,
     ) -> (CommandId, Vec<Action<S, K>>) {
         let id = CommandId(self.next_id);
         self.next_id += 1;
@@ -273,7 +276,7 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
         key: K,
         p: Pending,
         now: Instant,
-        routes: &impl Routes<S, K>,
+        routes: &impl RouteSource<S, K>,
         actions: &mut Vec<Action<S, K>>,
     ) {
         let inflight = Inflight {
@@ -298,7 +301,7 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
         &mut self,
         key: K,
         now: Instant,
-        routes: &impl Routes<S, K>,
+        routes: &impl RouteSource<S, K>,
         actions: &mut Vec<Action<S, K>>,
     ) {
         let candidates = routes.routes(&key);
@@ -314,7 +317,11 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
         }
         // Rotate through the routes so each retry may take another relay.
         let session = candidates[inf.attempts as usize % candidates.len()];
-        let seq = self.seqs.entry(session).or_default().next_for(&inf.command);
+        let seq = self
+            .seqs
+            .entry(session)
+            .or_insert_with(|| SeqAllocator::in_range(1, TRANSPORT_MSG_MAX, 1, 1))
+            .next_for(&inf.command);
         self.by_tx.insert((session, seq.tx), key);
         self.by_msg.insert((session, seq.msg), key);
         inf.sent.push((session, seq));
@@ -336,7 +343,7 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
         key: K,
         outcome: CommandOutcome,
         now: Instant,
-        routes: &impl Routes<S, K>,
+        routes: &impl RouteSource<S, K>,
         actions: &mut Vec<Action<S, K>>,
     ) {
         let Some(lane) = self.lanes.get_mut(&key) else {
@@ -374,7 +381,7 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
         tx: u32,
         op: u8,
         now: Instant,
-        routes: &impl Routes<S, K>,
+        routes: &impl RouteSource<S, K>,
     ) -> Vec<Action<S, K>> {
         let mut actions = Vec::new();
         let Some(&key) = self.by_tx.get(&(session, tx)) else {
@@ -411,7 +418,7 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
         key: K,
         state: &LightState,
         now: Instant,
-        routes: &impl Routes<S, K>,
+        routes: &impl RouteSource<S, K>,
     ) -> Vec<Action<S, K>> {
         let mut actions = Vec::new();
         let confirmed = self
@@ -431,7 +438,7 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
         &mut self,
         session: S,
         now: Instant,
-        routes: &impl Routes<S, K>,
+        routes: &impl RouteSource<S, K>,
     ) -> Vec<Action<S, K>> {
         self.seqs.remove(&session);
         let affected: Vec<K> = self
@@ -458,7 +465,7 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
         key: K,
         id: CommandId,
         now: Instant,
-        routes: &impl Routes<S, K>,
+        routes: &impl RouteSource<S, K>,
     ) -> Vec<Action<S, K>> {
         let mut actions = Vec::new();
         let is_active = self
@@ -479,7 +486,7 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
         &mut self,
         key: K,
         now: Instant,
-        routes: &impl Routes<S, K>,
+        routes: &impl RouteSource<S, K>,
         actions: &mut Vec<Action<S, K>>,
         immediately: bool,
         failure: Option<CommandOutcome>,
@@ -505,7 +512,7 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
     }
 
     /// Advances time: attempt timeouts, backoff expiry, routes that appeared, deadlines.
-    pub fn on_tick(&mut self, now: Instant, routes: &impl Routes<S, K>) -> Vec<Action<S, K>> {
+    pub fn on_tick(&mut self, now: Instant, routes: &impl RouteSource<S, K>) -> Vec<Action<S, K>> {
         let mut actions = Vec::new();
         let deadline = self.policy.deadline;
         let due: Vec<(K, Phase, bool)> = self
