@@ -6,10 +6,13 @@
 //! Data flows one way; each layer only imports the ones below it.
 //!
 //! - [`protocol`]: pure codec — bytes ⇄ typed packets, the 0x7E frame, the stream framer. No I/O.
-//! - [`device`]: what a device *is* — the model catalog (type id → capabilities).
+//! - [`config`]: the one typed config tree (defaults → TOML → `CYNC_*` env), validated once.
+//! - [`device`]: what a device *is* — the model catalog (type id → capabilities) — and what the
+//!   bridge knows about it: `(home, mesh id)` keys and the state store.
 //! - [`capture`]: reading and writing capture text files (real traffic and simulator recordings).
 //! - [`cli`]: the subcommands of the binary (the only place besides `main` that uses `anyhow`).
-//! - [`server`]: the device-facing TLS listener (OpenSSL, static-RSA CBC suites).
+//! - [`server`]: the device-facing TLS listener (OpenSSL, static-RSA CBC suites), one session
+//!   task per device, the mesh routing registry.
 //! - [`sim`]: simulated Cync devices — the other side of the same protocol module.
 //! - [`telemetry`]: metric names, descriptions, buckets; `/metrics` and `/healthz`.
 #![warn(missing_docs)]
@@ -17,6 +20,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod config;
 pub mod device;
 pub mod protocol;
 pub mod server;
