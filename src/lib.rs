@@ -13,6 +13,7 @@
 //! - [`cli`]: the subcommands of the binary (the only place besides `main` that uses `anyhow`).
 //! - [`server`]: the device-facing TLS listener (OpenSSL, static-RSA CBC suites), one session
 //!   task per device, the mesh routing registry.
+//! - [`transport`]: command paths and the bridge-wide `CommandOutcome`.
 //! - [`sim`]: simulated Cync devices — the other side of the same protocol module.
 //! - [`telemetry`]: metric names, descriptions, buckets; `/metrics` and `/healthz`.
 #![warn(missing_docs)]
@@ -26,3 +27,4 @@ pub mod protocol;
 pub mod server;
 pub mod sim;
 pub mod telemetry;
+pub mod transport;
