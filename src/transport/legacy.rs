@@ -173,12 +173,12 @@ async fn wait(
     let mut receipt = false;
     let mut session_listening = true;
     loop {
+        // Biased: when the response and a confirming report are both ready (they often share a
+        // TCP read), the response is reported; a confirmation beats a deadline or cancellation
+        // that fired at the same moment, because it is the truth about the device.
         tokio::select! {
-            () = cancel.cancelled() => return done(CommandOutcome::Cancelled, None),
-            () = sleep_until(deadline) => {
-                let outcome = if receipt { CommandOutcome::NoResponse } else { CommandOutcome::Timeout };
-                return done(outcome, None);
-            }
+            biased;
+            // cancel-safe: recv only removes an update when it returns it.
             update = updates.recv(), if session_listening => match update.map(|u| u.event) {
                 Some(CommandEvent::Receipt) => receipt = true,
                 Some(CommandEvent::Response { op: echoed, status: 0 }) if echoed == op => {
@@ -196,8 +196,14 @@ async fn wait(
                 // can still confirm it.
                 None => session_listening = false,
             },
+            // cancel-safe: the oneshot receiver stays in `confirmation` between turns.
             confirmed = confirmed(confirmation) => {
                 return done(CommandOutcome::Success, Some(ConfirmedBy::Report(confirmed.source)));
+            }
+            () = cancel.cancelled() => return done(CommandOutcome::Cancelled, None),
+            () = sleep_until(deadline) => {
+                let outcome = if receipt { CommandOutcome::NoResponse } else { CommandOutcome::Timeout };
+                return done(outcome, None);
             }
         }
     }
