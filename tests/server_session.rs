@@ -10,7 +10,7 @@ use cync_bridge::device::{DeviceKey, HomeId};
 use cync_bridge::protocol::content::MeshRecord;
 use cync_bridge::protocol::encode;
 use cync_bridge::protocol::{decode, Command, FrameContent, LightState, MsgId, Packet, Stuffing};
-use cync_bridge::server::RouteKind;
+use cync_bridge::server::{CommandEvent, CommandToken, CommandUpdate, RouteKind, SessionCommand};
 
 fn hex(text: &str) -> Vec<u8> {
     text.split_whitespace()
@@ -120,36 +120,38 @@ fn record(mesh_id: u16, device_type: u8, on: bool) -> MeshRecord {
     }
 }
 
+/// A mesh-info response (§7.4) answering the request with `tx`.
+fn mesh_answer(device: &Device, counter: u16, tx: u32, records: &[MeshRecord]) -> BytesMut {
+    let mut out = BytesMut::new();
+    let msg = MsgId::from_counter(counter);
+    encode::mesh_info_response(&mut out, device.id, msg, tx, records, Stuffing::Raw);
+    out
+}
+
+/// Hello, then the 0xA3 (answered with 0xAB) and the mesh request; returns the request's tx.
+async fn opened(device: &mut Device) -> u32 {
+    let open = device.next().await;
+    let Ok(Packet::SessionOpen { peer, msg }) = decode(&open) else {
+        panic!("first after the hello: 0xA3, got {open:02x?}")
+    };
+    assert_eq!(peer, device.id, "session id = the device's own id (§4.8)");
+    let (request, tx, request_msg) = command_of(&device.next().await);
+    assert_eq!(request, Command::MeshInfoRequest);
+    let mut out = BytesMut::new();
+    encode::session_reply(&mut out, device.id, msg);
+    encode::receipt(&mut out, device.id, request_msg);
+    device.send(&out).await;
+    tx
+}
+
 #[tokio::test]
 async fn after_the_hello_come_0xa3_then_the_mesh_request_and_each_mesh_answer_is_acked() {
     let bridge = Bridge::start("").await;
     let mut device = Device::hello(bridge.addr, device_id(3)).await;
+    let tx = opened(&mut device).await;
 
-    let open = device.next().await;
-    let Ok(Packet::SessionOpen {
-        peer,
-        msg: open_msg,
-    }) = decode(&open)
-    else {
-        panic!("first after the hello: 0xA3, got {open:02x?}")
-    };
-    assert_eq!(peer, device.id, "session id = the device's own id (§4.8)");
-    let (request, tx, msg) = command_of(&device.next().await);
-    assert_eq!(request, Command::MeshInfoRequest);
-
-    let mut out = BytesMut::new();
-    encode::session_reply(&mut out, device.id, open_msg);
-    encode::receipt(&mut out, device.id, msg);
     let first = [record(5, 0x44, false), record(7, 0, true)];
-    encode::mesh_info_response(
-        &mut out,
-        device.id,
-        MsgId::from_counter(2),
-        tx,
-        &first,
-        Stuffing::Raw,
-    );
-    device.send(&out).await;
+    device.send(&mesh_answer(&device, 2, tx, &first)).await;
     let receipt = device.next().await;
     assert_eq!(
         receipt[..5],
@@ -159,44 +161,46 @@ async fn after_the_hello_come_0xa3_then_the_mesh_request_and_each_mesh_answer_is
     assert_eq!(receipt[9..12], MsgId::from_counter(2).0);
     assert_eq!(command_of(&device.next().await).0, Command::MeshAck);
 
-    out.clear();
-    let second = [record(9, 0, true)];
-    encode::mesh_info_response(
-        &mut out,
-        device.id,
-        MsgId::from_counter(3),
-        tx,
-        &second,
-        Stuffing::Raw,
-    );
-    device.send(&out).await;
+    device
+        .send(&mesh_answer(&device, 3, tx, &[record(9, 0, true)]))
+        .await;
     let ack = device.next_of(0x73).await;
     assert_eq!(command_of(&ack).0, Command::MeshAck, "one ack per response");
+}
+
+#[tokio::test]
+async fn mesh_info_teaches_routes_and_state_and_a_repeat_changes_nothing() {
+    let bridge = Bridge::start("").await;
+    let mut device = Device::hello(bridge.addr, device_id(5)).await;
+    let tx = opened(&mut device).await;
+    let records = [
+        record(5, 0x44, false),
+        record(7, 0, true),
+        record(9, 0, true),
+    ];
+    device.send(&mesh_answer(&device, 2, tx, &records)).await;
+    device.next_of(0x73).await;
 
     let key = |m| DeviceKey::new(HomeId::DEFAULT, m);
     bridge
-        .until("routes from both responses", |b| {
-            b.routes().route_count() == 3
-        })
+        .until("three routes", |b| b.routes().route_count() == 3)
         .await;
     assert_eq!(
         bridge.routes().routes_to(&key(5))[0].kind,
         RouteKind::Direct
     );
     assert_eq!(bridge.routes().routes_to(&key(9))[0].kind, RouteKind::Relay);
-    let lamp = bridge.state().get(&key(7)).expect("state from mesh info");
-    assert!(lamp.light.on);
-    let mut changes = bridge.state().subscribe();
-    out.clear();
-    encode::mesh_info_response(
-        &mut out,
-        device.id,
-        MsgId::from_counter(4),
-        tx,
-        &second,
-        Stuffing::Raw,
+    assert!(
+        bridge
+            .state()
+            .get(&key(7))
+            .expect("state from mesh info")
+            .light
+            .on
     );
-    device.send(&out).await;
+
+    let mut changes = bridge.state().subscribe();
+    device.send(&mesh_answer(&device, 3, tx, &records)).await;
     device.next_of(0x73).await;
     assert!(
         changes.try_recv().is_err(),
@@ -219,4 +223,133 @@ async fn a_phone_app_login_is_refused_by_closing_its_connection() {
             b.sample("tcp_comm_sessions_closed_total{reason=\"app_login_refused\"}") == 1.0
         })
         .await;
+}
+
+/// Submits `command` straight to the device's session, as a transport does.
+fn submit(
+    bridge: &Bridge,
+    device: &Device,
+    command: Command,
+    seq: Option<cync_bridge::protocol::Seq>,
+) -> tokio::sync::mpsc::Receiver<CommandUpdate> {
+    let session = bridge
+        .routes()
+        .session_of(device.id)
+        .expect("registered after the hello");
+    let (events, updates) = tokio::sync::mpsc::channel(8);
+    let command = SessionCommand {
+        command,
+        seq,
+        token: CommandToken(42),
+        correlation: cync_bridge::telemetry::new_correlation_id(),
+        events,
+    };
+    session.try_submit(command).expect("queue has room");
+    updates
+}
+
+#[tokio::test]
+async fn a_transport_may_choose_msg_id_and_tx_and_gets_receipt_and_response_back() {
+    let bridge = Bridge::start("").await;
+    let mut device = Device::hello(bridge.addr, device_id(6)).await;
+    let tx = opened(&mut device).await;
+    device
+        .send(&mesh_answer(&device, 2, tx, &[record(6, 0x44, false)]))
+        .await;
+    device.next_of(0x73).await; // mesh ack
+
+    let seq = cync_bridge::protocol::Seq {
+        msg: MsgId::from_counter(1),
+        tx: 0x21,
+        sno: 0x21,
+    };
+    let mut updates = submit(
+        &bridge,
+        &device,
+        Command::Power {
+            target: 6,
+            on: true,
+        },
+        Some(seq),
+    );
+    let sent = device.next_of(0x73).await;
+    let (command, sent_tx, sent_msg) = command_of(&sent);
+    assert_eq!(
+        (command, sent_tx, sent_msg),
+        (
+            Command::Power {
+                target: 6,
+                on: true
+            },
+            0x21,
+            seq.msg
+        )
+    );
+
+    let mut out = BytesMut::new();
+    encode::response(
+        &mut out,
+        device.id,
+        MsgId::from_counter(9),
+        0x21,
+        0xD0,
+        Stuffing::Raw,
+    );
+    encode::receipt(&mut out, device.id, seq.msg);
+    device.send(&out).await;
+    let events: Vec<CommandEvent> = [
+        updates.recv().await.unwrap(),
+        updates.recv().await.unwrap(),
+        updates.recv().await.unwrap(),
+    ]
+    .iter()
+    .inspect(|u| assert_eq!(u.token, CommandToken(42)))
+    .map(|u| u.event)
+    .collect();
+    assert_eq!(
+        events,
+        [
+            CommandEvent::Sent { seq },
+            CommandEvent::Response {
+                tx: 0x21,
+                op: 0xD0,
+                status: 0
+            },
+            CommandEvent::Receipt { msg: seq.msg },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_command_submitted_before_the_session_opens_waits_for_the_0xa3() {
+    let bridge = Bridge::start("[server]\nsession_open_delay = \"200ms\"").await;
+    let mut device = Device::hello(bridge.addr, device_id(7)).await;
+    let _updates = submit(
+        &bridge,
+        &device,
+        Command::Power {
+            target: 7,
+            on: false,
+        },
+        None,
+    );
+    assert_eq!(device.next().await[0], 0xA3, "the session opens first");
+    let (command, _, msg) = command_of(&device.next_of(0x73).await);
+    let command = if command == Command::MeshInfoRequest {
+        command_of(&device.next_of(0x73).await).0
+    } else {
+        command
+    };
+    assert_eq!(
+        command,
+        Command::Power {
+            target: 7,
+            on: false
+        },
+        "not lost"
+    );
+    assert!(
+        msg.counter() >= 0x8000,
+        "the session's own msg ids are in the upper half"
+    );
 }

@@ -83,6 +83,7 @@ async fn log_state_changes(state: Arc<StateStore>, shutdown: CancellationToken) 
     loop {
         let change = tokio::select! {
             () = shutdown.cancelled() => return,
+            // cancel-safe: broadcast recv loses nothing when dropped before completing.
             change = changes.recv() => change,
         };
         match change {

@@ -96,7 +96,11 @@ pub fn run(args: &ToggleArgs, out: &mut impl Write) -> anyhow::Result<u8> {
     };
     writeln!(out, "{}", serde_json::to_string(&line)?)?;
     out.flush()?;
-    Ok(if report.outcome.is_success() { 0 } else { 1 })
+    Ok(if report.outcome == CommandOutcome::Success {
+        0
+    } else {
+        1
+    })
 }
 
 async fn toggle(config: &Config, args: &ToggleArgs) -> anyhow::Result<CommandReport> {

@@ -47,6 +47,7 @@ impl Acceptor {
         loop {
             let accepted = tokio::select! {
                 () = shutdown.cancelled() => break,
+                // cancel-safe: TcpListener::accept loses no connection when dropped (tokio docs).
                 accepted = self.listener.accept() => accepted,
             };
             match accepted {
@@ -139,6 +140,8 @@ async fn connection(
     let handshake = tokio::time::timeout(ctx.config.handshake_timeout, tls::accept(&acceptor, tcp));
     let outcome = tokio::select! {
         () = close.cancelled() => return,
+        // Not resumable, and need not be: dropping a half-done handshake at shutdown closes the
+        // socket, which is the intent.
         outcome = handshake => outcome,
     };
     match outcome {

@@ -117,6 +117,7 @@ impl LegacyTransport {
         let (events, mut updates) = mpsc::channel(EVENTS_PER_COMMAND);
         let submitted = session.try_submit(SessionCommand {
             command: request.command,
+            seq: None,
             token: CommandToken(self.next_token.fetch_add(1, Ordering::Relaxed)),
             correlation: request.correlation,
             events,
@@ -149,7 +150,7 @@ impl LegacyTransport {
             .command_latency(TRANSPORT_LABEL, report.latency);
         let latency_ms = report.latency.as_secs_f64() * 1000.0;
         let via = report.via.map(|v| v.to_string());
-        if report.outcome.is_success() {
+        if report.outcome == CommandOutcome::Success {
             tracing::info!(outcome = %report.outcome, latency_ms, via, confirmed_by = ?report.confirmed_by, "command finished");
         } else {
             tracing::warn!(outcome = %report.outcome, latency_ms, via, "command failed");
@@ -180,11 +181,11 @@ async fn wait(
             biased;
             // cancel-safe: recv only removes an update when it returns it.
             update = updates.recv(), if session_listening => match update.map(|u| u.event) {
-                Some(CommandEvent::Receipt) => receipt = true,
-                Some(CommandEvent::Response { op: echoed, status: 0 }) if echoed == op => {
+                Some(CommandEvent::Receipt { .. }) => receipt = true,
+                Some(CommandEvent::Response { op: echoed, status: 0, .. }) if echoed == op => {
                     return done(CommandOutcome::Success, Some(ConfirmedBy::Response));
                 }
-                Some(CommandEvent::Response { op: echoed, status }) => tracing::warn!(
+                Some(CommandEvent::Response { op: echoed, status, .. }) => tracing::warn!(
                     echoed_op = echoed, status, "response with an unexpected op or status; waiting for a report"
                 ),
                 Some(CommandEvent::SessionClosed { reason }) => {

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::device::HomeId;
-use crate::protocol::{Command, PeerId, Seq};
+use crate::protocol::{Command, MsgId, PeerId, Seq};
 
 /// Process-unique id of a session; larger ids are newer sessions.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -45,6 +45,11 @@ pub struct CommandToken(pub u64);
 pub struct SessionCommand {
     /// What to send.
     pub command: Command,
+    /// Sequence values to use verbatim, for a transport that allocates per-session counters
+    /// itself (issue 5's state machine); `None` lets the session allocate. The session's own
+    /// requests (0xA3, mesh info, mesh ack) and its own allocations use msg ids 0x8000–0xFFFF,
+    /// so a caller counting up from 1 does not collide with them for 32,767 commands.
+    pub seq: Option<Seq>,
     /// Echoed in every update.
     pub token: CommandToken,
     /// The command's correlation id, logged by the session with the packet it becomes.
@@ -76,9 +81,14 @@ pub enum CommandEvent {
     },
     /// The device's 0x7B receipt echoed the msg id: the packet arrived. It does not mean the
     /// command executed (PROTOCOL.md §4.7).
-    Receipt,
+    Receipt {
+        /// The msg id echoed.
+        msg: MsgId,
+    },
     /// The device's `f9` response carried the command's tx (§6.10).
     Response {
+        /// The tx echoed.
+        tx: u32,
         /// The frame op the device echoed.
         op: u8,
         /// The payload byte (`00` in every capture).

@@ -218,7 +218,7 @@ impl Session {
         match self.inflight.on_response(tx) {
             Some(matched) => {
                 if let Some(owner) = matched.owner {
-                    self.notify(&owner, CommandEvent::Response { op, status });
+                    self.notify(&owner, CommandEvent::Response { tx, op, status });
                 }
             }
             None => tracing::debug!(
@@ -238,7 +238,7 @@ impl Session {
         self.ctx.metrics.packet_latency(&self.label, latency);
         if let Some(owner) = matched.owner {
             self.ctx.metrics.ack_received(&self.label, "matched");
-            self.notify(&owner, CommandEvent::Receipt);
+            self.notify(&owner, CommandEvent::Receipt { msg });
         }
     }
 

@@ -55,6 +55,12 @@ use crate::telemetry::SessionGuard;
 /// Label used for `device_id` before the hello names the device.
 const UNKNOWN_DEVICE: &str = "unknown";
 
+/// Lowest msg id counter of the session's own allocations.
+const OWN_MSG_BASE: u16 = 0x8000;
+/// Lowest tx of the session's own allocations. tx is LE32 but every observed value fits in 16
+/// bits (cloud `21 00 00 00`, `23 01 00 00`, §6.1), so the session stays in that range too.
+const OWN_TX_BASE: u32 = 0x8000;
+
 /// Read buffer reserved per connection; the framer caps a packet at 4 KiB (§1.3).
 const READ_BUFFER: usize = 4096;
 
@@ -144,9 +150,13 @@ impl Session {
     ) -> Self {
         let inflight = Inflight::new(ctx.config.max_inflight.get());
         // Random starting counters make a receipt from an earlier connection unlikely to match
-        // a new command (§3.2: devices do not reset their counters either).
-        let seq =
-            SeqAllocator::starting_at(rand::random::<u16>() | 1, rand::random::<u16>().into());
+        // a new command (§3.2: devices do not reset their counters either). The session's msg
+        // ids and tx values start in the upper half of 16 bits, clear of a transport that
+        // allocates its own from 1 (see `SessionCommand::seq`).
+        let seq = SeqAllocator::starting_at(
+            OWN_MSG_BASE | (rand::random::<u16>() >> 2),
+            OWN_TX_BASE | u32::from(rand::random::<u16>() >> 2),
+        );
         Session {
             ctx,
             id,
@@ -358,7 +368,7 @@ impl Session {
             return;
         };
         let command = submitted.command;
-        let seq = self.seq.next_for(&command);
+        let seq = submitted.seq.unwrap_or_else(|| self.seq.next_for(&command));
         self.push(0x73, Some(seq.msg), |out| {
             encode::command(out, device, seq.msg, seq.tx, seq.sno, &command)
         });
