@@ -2,12 +2,12 @@
 //! prints one JSON line and exits 0 only on success; `serve` answers `/healthz` and shuts down
 //! cleanly on SIGTERM.
 
-mod common;
+mod server_world;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
 
-use common::{Answer, AutoDevice, PATIENCE};
+use server_world::{Answer, AutoDevice, PATIENCE};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStderr, Command};
 
@@ -200,11 +200,11 @@ async fn serve_reports_health_and_stops_cleanly_on_sigterm() {
         .parse()
         .unwrap();
     let rest = drain(lines);
-    assert_eq!(common::http_get(telemetry, "/healthz").await, "ok\n");
+    assert_eq!(server_world::http_get(telemetry, "/healthz").await, "ok\n");
     let device = AutoDevice::start(devices, 1, 80, vec![81], Answer::Full).await;
     let mut metrics = String::new();
     for _ in 0..1000 {
-        metrics = common::http_get(telemetry, "/metrics").await;
+        metrics = server_world::http_get(telemetry, "/metrics").await;
         if metrics.contains("tcp_comm_mesh_routes 2") {
             break;
         }

@@ -3,14 +3,14 @@
 //! are counted without a crash; the real ClientHellos get a ServerHello from the running
 //! listener.
 
-mod common;
+mod server_world;
 
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::{device_id, Answer, AutoDevice, Bridge, Device, PATIENCE};
 use cync_bridge::protocol::encode::{self, StateReportSpec};
 use cync_bridge::protocol::{LightState, MsgId, PeerId, Stuffing};
+use server_world::{device_id, Answer, AutoDevice, Bridge, Device, PATIENCE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 

@@ -3,14 +3,14 @@
 //! another route, a reconnecting device replaces its half-open session, silent and unwanted
 //! connections are closed visibly, and a live scrape with sessions and routes passes promtool.
 
-mod common;
+mod server_world;
 
 use std::time::Duration;
 
-use common::{device_id, Answer, AutoDevice, Bridge, Device};
 use cync_bridge::device::ReportSource;
 use cync_bridge::protocol::Command;
 use cync_bridge::transport::{CommandOutcome, ConfirmedBy};
+use server_world::{device_id, Answer, AutoDevice, Bridge, Device};
 
 async fn routed(bridge: &Bridge, mesh: u16, sessions: usize) {
     bridge
@@ -135,7 +135,7 @@ async fn a_reconnecting_device_replaces_its_half_open_session() {
             b.sample("tcp_comm_sessions_closed_total{reason=\"replaced\"}") == 1.0
         })
         .await;
-    tokio::time::timeout(common::PATIENCE, old.task)
+    tokio::time::timeout(server_world::PATIENCE, old.task)
         .await
         .expect("old connection closed")
         .ok();
@@ -174,7 +174,7 @@ async fn a_silent_session_is_closed_after_the_idle_timeout_and_its_routes_withdr
     let bridge = Bridge::start("[server]\nidle_timeout = \"300ms\"").await;
     let device = AutoDevice::start(bridge.addr, 3, 33, vec![34, 35], Answer::Full).await;
     routed(&bridge, 35, 1).await;
-    tokio::time::timeout(common::PATIENCE, device.task)
+    tokio::time::timeout(server_world::PATIENCE, device.task)
         .await
         .expect("bridge closed it")
         .ok();
@@ -234,8 +234,10 @@ async fn a_live_scrape_with_sessions_and_routes_passes_promtool() {
         bridge.health.clone(),
         bridge.shutdown.clone(),
     ));
-    let body = common::http_get(addr, "/metrics").await;
+    let body = server_world::http_get(addr, "/metrics").await;
     assert!(body.contains("tcp_comm_mesh_routes 4"), "{body}");
-    common::promtool_check(&body);
-    assert!(common::http_get(addr, "/healthz").await.contains("ok"));
+    server_world::promtool_check(&body);
+    assert!(server_world::http_get(addr, "/healthz")
+        .await
+        .contains("ok"));
 }

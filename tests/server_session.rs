@@ -2,15 +2,15 @@
 //! answer the real cloud gives (PROTOCOL.md §2.1, vectors from §13.1), the session opens with
 //! 0xA3 then the mesh-info request, and each mesh-info response is acknowledged with `f8 af`.
 
-mod common;
+mod server_world;
 
 use bytes::BytesMut;
-use common::{device_id, Bridge, Device};
 use cync_bridge::device::{DeviceKey, HomeId};
 use cync_bridge::protocol::content::MeshRecord;
 use cync_bridge::protocol::encode;
 use cync_bridge::protocol::{decode, Command, FrameContent, LightState, MsgId, Packet, Stuffing};
 use cync_bridge::server::{CommandEvent, CommandToken, CommandUpdate, RouteKind, SessionCommand};
+use server_world::{device_id, Bridge, Device};
 
 fn hex(text: &str) -> Vec<u8> {
     text.split_whitespace()
