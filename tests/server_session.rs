@@ -353,3 +353,26 @@ async fn a_command_submitted_before_the_session_opens_waits_for_the_0xa3() {
         "the session's own msg ids are in the upper half"
     );
 }
+
+#[tokio::test]
+async fn plain_tcp_is_served_only_behind_the_debug_flag() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut hello = BytesMut::new();
+    encode::hello(&mut hello, device_id(8), b"1e07d8ce0a617a37");
+
+    let debug = Bridge::start("[server]\nplain_tcp_debug = true").await;
+    let mut tcp = tokio::net::TcpStream::connect(debug.addr).await.unwrap();
+    tcp.write_all(&hello).await.unwrap();
+    let mut ack = [0u8; 7];
+    tcp.read_exact(&mut ack).await.unwrap();
+    assert_eq!(ack, [0x28, 0, 0, 0, 2, 0, 0]);
+
+    // Without the flag the same bytes are a failed TLS handshake, never a session.
+    let tls = Bridge::start("").await;
+    let mut tcp = tokio::net::TcpStream::connect(tls.addr).await.unwrap();
+    tcp.write_all(&hello).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tcp.read_to_end(&mut rest).await;
+    assert!(!rest.starts_with(&[0x28]), "{rest:02x?}");
+    assert_eq!(tls.sample("tcp_comm_sessions_opened_total"), 0.0);
+}

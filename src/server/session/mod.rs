@@ -474,3 +474,6 @@ async fn flush<W: AsyncWrite>(write: &mut WriteHalf<W>, out: &mut BytesMut) {
     })
     .await;
 }
+
+#[cfg(test)]
+mod tests;
