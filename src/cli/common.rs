@@ -21,7 +21,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConfigArgs {
     /// Config file (TOML). Default: config/cync-bridge.toml when it exists; environment
-    /// variables CYNC_<SECTION>__<KEY> override it.
+    /// variables `CYNC_<SECTION>__<KEY>` override it.
     #[arg(long, value_name = "FILE", env = "CYNC_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -82,7 +82,7 @@ pub async fn shutdown_signal() -> anyhow::Result<&'static str> {
     }
 }
 
-/// Closes the tracker and waits for its tasks, at most [`SHUTDOWN_GRACE`].
+/// Closes the tracker and waits for its tasks, at most five seconds.
 pub async fn drain(tracker: &TaskTracker) {
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())

@@ -1,7 +1,7 @@
 //! One typed configuration tree for every subcommand (STYLE habit 19), loaded once and validated
 //! once.
 //!
-//! Layers, later ones winning: built-in defaults ([`raw`]) → a TOML file (`--config`, default
+//! Layers, later ones winning: built-in defaults ([`RawConfig`]) → a TOML file (`--config`, default
 //! [`DEFAULT_CONFIG_FILE`], optional when not given explicitly) → environment variables `CYNC_…`
 //! with `__` between section and key (`CYNC_SERVER__LISTEN=0.0.0.0:23779`,
 //! `CYNC_TELEMETRY__LISTEN=127.0.0.1:9464`, top-level keys without a section: `CYNC_DATA_DIR`,
@@ -253,7 +253,7 @@ pub fn figment(file: &ConfigFile) -> Result<Figment, ConfigError> {
     .merge(env))
 }
 
-/// Loads and validates the configuration: [`figment`] then [`validate`].
+/// Loads and validates the configuration: [`figment()`] then [`validate`].
 pub fn load(file: &ConfigFile) -> Result<Config, ConfigError> {
     validate(&figment(file)?)
 }

@@ -2,9 +2,9 @@
 //! place of the Cync cloud (port 23779, PROTOCOL.md §1.1), one session task per connection, and
 //! the mesh routing registry.
 //!
-//! It owns the sockets ([`listener`], [`session`]) and the map of which session reaches which
+//! It owns the sockets (the accept loop, [`session`]) and the map of which session reaches which
 //! device ([`routes`]); it writes every device state it hears into the shared
-//! [`StateStore`](crate::device::StateStore). Other layers reach a device only through a
+//! [`StateStore`]. Other layers reach a device only through a
 //! [`SessionHandle`] found in [`Routes`]. It must never decode bytes itself (that is `protocol/`),
 //! never decide a command's outcome (that is `transport/`), and never let one device's failure
 //! reach the listener or another device's session.
