@@ -85,13 +85,12 @@ pub(crate) async fn run<S>(
     );
     async move {
         let guard = ctx.metrics.session_opened();
-        let (read, write) = tokio::io::split(stream);
+        let (read, mut write) = tokio::io::split(stream);
         let reader = FramedRead::with_capacity(read, DeviceCodec::default(), READ_BUFFER);
         let (commands, queue) = mpsc::channel(ctx.config.command_queue.get());
         let close = Arc::new(CloseSignal::new(close));
         let mut session = Session::new(ctx, id, addr, commands, close);
         tracing::debug!("session opened");
-        let mut write = write;
         let reason = session.serve(reader, &mut write, queue).await;
         session.finish(reason, guard);
         session.linger(reason, write).await;
