@@ -241,3 +241,21 @@ async fn a_live_scrape_with_sessions_and_routes_passes_promtool() {
         .await
         .contains("ok"));
 }
+
+#[tokio::test]
+async fn only_allowed_source_networks_are_served() {
+    let elsewhere = Bridge::start("[server]\nallow_networks = [\"10.0.0.0/8\"]").await;
+    let tcp = tokio::net::TcpStream::connect(elsewhere.addr)
+        .await
+        .unwrap();
+    assert!(
+        cync_bridge::sim::tls::connect(tcp).await.is_err(),
+        "127.0.0.1 is not in 10/8"
+    );
+    assert_eq!(
+        elsewhere.sample("tcp_comm_connections_rejected_total{reason=\"network_not_allowed\"}"),
+        1.0
+    );
+    let here = Bridge::start("[server]\nallow_networks = [\"127.0.0.0/8\"]").await;
+    Device::hello(here.addr, device_id(1)).await;
+}
