@@ -17,12 +17,19 @@ struct Cli {
 enum Command {
     /// Split capture files into packets and print them as JSON lines.
     Decode(cli::decode::DecodeArgs),
+    /// Run the bridge: the device listener (TLS, port 23779) and /metrics + /healthz.
+    Serve(cli::serve::ServeArgs),
+    /// Switch one device on or off through this process's own listener (stop `serve` first)
+    /// and print the outcome as one JSON line.
+    Toggle(cli::toggle::ToggleArgs),
 }
 
 fn main() -> ExitCode {
     let args = Cli::parse();
     let result = match args.command {
         Command::Decode(a) => cli::decode::run(&a, &mut std::io::stdout().lock()),
+        Command::Serve(a) => cli::serve::run(&a),
+        Command::Toggle(a) => cli::toggle::run(&a, &mut std::io::stdout()),
     };
     match result {
         Ok(code) => ExitCode::from(code),

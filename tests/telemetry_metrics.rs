@@ -174,6 +174,7 @@ fn busy_registry() -> Metrics {
     let session = metrics.session_opened();
     metrics.mesh_routes().set(7);
     metrics.tls_handshake_failure("no_shared_cipher");
+    metrics.connection_rejected("over_limit");
     metrics.ack_received("dev-1", "matched");
     metrics.ack_timeout("dev-2");
     metrics.idempotent_drop("dev-1");
@@ -201,6 +202,7 @@ fn every_family_is_announced_with_help_and_type_before_its_samples() {
         ("tcp_comm_sessions_opened_total", "counter"),
         ("tcp_comm_sessions_closed_total", "counter"),
         ("tcp_comm_tls_handshake_failures_total", "counter"),
+        ("tcp_comm_connections_rejected_total", "counter"),
         ("tcp_comm_ack_received_total", "counter"),
         ("tcp_comm_ack_timeout_total", "counter"),
         ("tcp_comm_idempotent_drop_total", "counter"),
@@ -362,7 +364,7 @@ fn device_ids_beyond_the_cap_are_recorded_as_other() {
 #[test]
 fn a_fresh_registry_renders_every_family_without_samples() {
     let families = parse(&Metrics::new().render());
-    assert_eq!(families.len(), 18);
+    assert_eq!(families.len(), 19);
     for (name, family) in &families {
         assert!(family.help.is_some() && family.kind.is_some(), "{name}");
         let unlabelled_gauge_or_counter = matches!(

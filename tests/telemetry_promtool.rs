@@ -27,6 +27,7 @@ fn record_a_bit_of_everything(metrics: &Metrics) {
     metrics.session_opened().close("idle_timeout");
     metrics.mesh_routes().set(12);
     metrics.tls_handshake_failure("no_shared_cipher");
+    metrics.connection_rejected("over_limit");
     metrics.ack_received("1a2b3c4d", "matched");
     metrics.ack_timeout("1a2b3c4d");
     metrics.idempotent_drop("1a2b3c4d");

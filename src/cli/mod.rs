@@ -2,4 +2,7 @@
 //! library code and an exit status; the work itself lives in the library modules. `anyhow` is
 //! allowed here (and in `main`) only: this is the edge where errors become messages for people.
 
+pub mod common;
 pub mod decode;
+pub mod serve;
+pub mod toggle;

@@ -98,6 +98,7 @@ struct Inner {
     sessions_opened: Single<Counter>,
     sessions_closed: Family<Counter>,
     tls_handshake_failures: Family<Counter>,
+    connections_rejected: Family<Counter>,
     ack_received: Family<Counter>,
     ack_timeout: Family<Counter>,
     idempotent_drop: Family<Counter>,
@@ -177,6 +178,14 @@ impl Inner {
                 counter(
                     "tcp_comm_tls_handshake_failures_total",
                     "TLS handshakes with connecting devices that failed, by reason.",
+                    REASON,
+                ),
+                None,
+            ),
+            connections_rejected: Family::new(
+                counter(
+                    "tcp_comm_connections_rejected_total",
+                    "Device connections held then closed, or closed at once, without a session, by reason.",
                     REASON,
                 ),
                 None,
@@ -320,6 +329,14 @@ impl Metrics {
             .with(reason, "", Counter::inc);
     }
 
+    /// Counts a connection turned away before its session (`tcp_comm_connections_rejected_total`):
+    /// over `server.max_connections`, outside `server.allow_networks`, or the hold pool full.
+    pub fn connection_rejected(&self, reason: &'static str) {
+        self.inner
+            .connections_rejected
+            .with(reason, "", Counter::inc);
+    }
+
     /// Counts a command receipt (`tcp_comm_ack_received_total`).
     pub fn ack_received(&self, device_id: &str, outcome: &'static str) {
         self.inner
@@ -384,6 +401,7 @@ impl Metrics {
         i.sessions_opened.encode(&mut out);
         i.sessions_closed.encode(&mut out);
         i.tls_handshake_failures.encode(&mut out);
+        i.connections_rejected.encode(&mut out);
         i.ack_received.encode(&mut out);
         i.ack_timeout.encode(&mut out);
         i.idempotent_drop.encode(&mut out);

@@ -1,0 +1,467 @@
+//! One typed configuration tree for every subcommand (STYLE habit 19), loaded once and validated
+//! once.
+//!
+//! Layers, later ones winning: built-in defaults ([`RawConfig`]) → a TOML file (`--config`, default
+//! [`DEFAULT_CONFIG_FILE`], optional when not given explicitly) → environment variables `CYNC_…`
+//! with `__` between section and key (`CYNC_SERVER__LISTEN=0.0.0.0:23779`,
+//! `CYNC_TELEMETRY__LISTEN=127.0.0.1:9464`, top-level keys without a section: `CYNC_DATA_DIR`,
+//! `CYNC_TIMEZONE`). Only variables whose first segment names a section or top-level key are read,
+//! so unrelated `CYNC_*` variables (test switches, `CYNC_CONFIG`) are ignored; inside a known
+//! section an unknown key is an error.
+//!
+//! Validation turns strings into typed values (`SocketAddr`, `Duration`, `NonZeroUsize`, enums,
+//! an IANA zone) in [`validate`]. Every failure is a [`ConfigError`] naming the key and where its
+//! value came from (file, environment variable or default); the binary exits with status 2 on
+//! one. Nothing downstream re-parses a config string.
+//!
+//! Adding a section (`[mqtt]`, `[devices]` in issue 6): a `Raw…` struct with its defaults in
+//! `raw.rs`, a typed struct and a `validate_…` function here, a field on [`Config`], the section's
+//! name in [`SECTIONS`], and its keys documented in `config/cync-bridge.toml`.
+//!
+//! This module must never do I/O beyond reading the one file and the environment, never log
+//! (logging is set up *from* this config), and never echo a secret in an error.
+
+mod raw;
+pub mod value;
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+
+pub use raw::RawConfig;
+use raw::{RawServer, RawState, RawTelemetry, RawTransport};
+pub use value::IpNet;
+use value::{parse_device_id, parse_duration, DurationText};
+
+use crate::protocol::PeerId;
+use crate::telemetry::LogFormat;
+
+/// The file read when `--config` is not given (missing is fine: defaults and environment apply).
+pub const DEFAULT_CONFIG_FILE: &str = "config/cync-bridge.toml";
+
+/// Prefix of the environment variables read.
+pub const ENV_PREFIX: &str = "CYNC_";
+
+/// Top-level keys and sections; an environment variable is read only if its first segment is
+/// one of these.
+pub const SECTIONS: &[&str] = &[
+    "data_dir",
+    "timezone",
+    "server",
+    "tls",
+    "telemetry",
+    "transport",
+    "state",
+];
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Directory for state kept between runs (the generated TLS certificate and key).
+    pub data_dir: PathBuf,
+    /// Zone of the local time sent in 0xC8 (PROTOCOL.md §4.2).
+    pub timezone: TimeZoneSetting,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[tls]`.
+    pub tls: TlsConfig,
+    /// `[telemetry]`.
+    pub telemetry: TelemetryConfig,
+    /// `[transport]`.
+    pub transport: TransportConfig,
+    /// `[state]`.
+    pub state: StateConfig,
+}
+
+/// The 0xC8 time zone and how it was chosen (so the caller can log a fallback once logging is
+/// up; this module never logs).
+#[derive(Clone, Debug)]
+pub struct TimeZoneSetting {
+    /// The zone.
+    pub tz: chrono_tz::Tz,
+    /// `None` when configured or detected; otherwise why UTC was used instead of the host's zone.
+    pub fallback_reason: Option<String>,
+}
+
+/// `[server]`: the device listener, its limits and the session timing (PROTOCOL.md §9).
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address devices connect to (their DNS override points here; port 23779, §1.1).
+    pub listen: SocketAddr,
+    /// Deadline for a connecting device to finish the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Device sessions served at once.
+    pub max_connections: NonZeroUsize,
+    /// How long a connection over the limit (or from a source that is not allowed) is held open
+    /// before it is closed: devices retry at once when closed (§1.2 point 5, §9.2 step 1).
+    pub over_limit_hold: Duration,
+    /// Connections held at once; beyond this, extra connections are closed immediately.
+    pub max_held_connections: NonZeroUsize,
+    /// Silence after which a session is considered dead (≈ 3 missed 21-s heartbeats, §9.3).
+    pub idle_timeout: Duration,
+    /// Delay from the hello to the 0xA3 session open (legacy: 0.5 s, §9.2).
+    pub session_open_delay: Duration,
+    /// Delay from the 0xA3 to the mesh-info request (legacy: 1.5 s, §9.2).
+    pub mesh_info_delay: Duration,
+    /// A session whose pending writes make no progress for this long is closed.
+    pub write_timeout: Duration,
+    /// Bytes a session may have waiting to be written before it stops taking commands.
+    pub send_buffer_bytes: NonZeroUsize,
+    /// Commands queued per session before submitters are refused.
+    pub command_queue: NonZeroUsize,
+    /// Commands per session whose receipt/response is still being matched.
+    pub max_inflight: NonZeroUsize,
+    /// Devices allowed to connect (empty: all).
+    pub allow_device_ids: Vec<PeerId>,
+    /// Source networks allowed to connect (empty: all).
+    pub allow_networks: Vec<IpNet>,
+    /// Serve plain TCP instead of TLS (debugging with socat or a capture tool only).
+    pub plain_tcp_debug: bool,
+}
+
+/// `[tls]`: the certificate presented to devices; both `None` = generated into `data_dir`.
+#[derive(Clone, Debug, Default)]
+pub struct TlsConfig {
+    /// PEM certificate.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+/// `[telemetry]`.
+#[derive(Clone, Debug)]
+pub struct TelemetryConfig {
+    /// Address of `/metrics` and `/healthz`.
+    pub listen: SocketAddr,
+    /// JSON lines or human-readable logs.
+    pub log_format: LogFormat,
+    /// `tracing` filter directives (checked here, applied by `telemetry::logging::init`).
+    pub log_filter: String,
+}
+
+/// Which command path the bridge's own commands take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportMode {
+    /// Receipts, retries, de-duplication (issue 5).
+    Reliable,
+    /// Write once, no retry (what existing bridges do).
+    Legacy,
+}
+
+impl TransportMode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportMode::Reliable => "reliable",
+            TransportMode::Legacy => "legacy",
+        }
+    }
+}
+
+/// `[transport]`.
+#[derive(Clone, Copy, Debug)]
+pub struct TransportConfig {
+    /// Command path.
+    pub mode: TransportMode,
+    /// Overall deadline of one command, from submission to outcome.
+    pub command_timeout: Duration,
+}
+
+/// `[state]`.
+#[derive(Clone, Copy, Debug)]
+pub struct StateConfig {
+    /// Capacity of the change-event channel (a lagging subscriber loses the oldest events and
+    /// re-reads a snapshot).
+    pub event_queue: NonZeroUsize,
+    /// Commands that may wait for a confirming report at once.
+    pub max_waiters: NonZeroUsize,
+}
+
+/// Which config file to read.
+#[derive(Clone, Debug)]
+pub enum ConfigFile {
+    /// [`DEFAULT_CONFIG_FILE`] if it exists.
+    Default,
+    /// A file named on the command line; it must exist.
+    Explicit(PathBuf),
+}
+
+/// A configuration problem, naming the key and where its value came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `--config` named a file that does not exist.
+    #[error("config file {} does not exist (named by --config)", path.display())]
+    MissingFile {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The file is not valid TOML.
+    #[error("cannot read {origin}: {message}")]
+    Syntax {
+        /// Where the bad text is.
+        origin: String,
+        /// The parser's message (line and column included).
+        message: String,
+    },
+    /// A key has a value that cannot be used.
+    #[error("invalid value for {key} ({origin}): {message}")]
+    Invalid {
+        /// Dotted key, e.g. `server.listen`.
+        key: String,
+        /// `file config/cync-bridge.toml`, `environment variable CYNC_SERVER__LISTEN` or
+        /// `built-in default`.
+        origin: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The key at fault, if the error is about one key.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// The layered figment for `file`: defaults, the TOML file, then the environment.
+pub fn figment(file: &ConfigFile) -> Result<Figment, ConfigError> {
+    let path = match file {
+        ConfigFile::Default => PathBuf::from(DEFAULT_CONFIG_FILE),
+        ConfigFile::Explicit(path) => {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile { path: path.clone() });
+            }
+            path.clone()
+        }
+    };
+    let env = Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
+        let root = key.as_str().split('.').next().unwrap_or_default();
+        SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(root))
+    });
+    Ok(Figment::from(figment::providers::Serialized::defaults(
+        RawConfig::default(),
+    ))
+    .merge(Toml::file(path))
+    .merge(env))
+}
+
+/// Loads and validates the configuration: [`figment()`] then [`validate`].
+pub fn load(file: &ConfigFile) -> Result<Config, ConfigError> {
+    validate(&figment(file)?)
+}
+
+/// Extracts the raw tree from `figment` and validates every key into a [`Config`].
+pub fn validate(figment: &Figment) -> Result<Config, ConfigError> {
+    let raw: RawConfig = figment.extract().map_err(from_figment)?;
+    let check = Check { figment };
+    Ok(Config {
+        data_dir: PathBuf::from(&raw.data_dir),
+        timezone: check.timezone(&raw.timezone)?,
+        server: check.server(&raw.server)?,
+        tls: TlsConfig {
+            cert: raw.tls.cert.as_deref().map(PathBuf::from),
+            key: raw.tls.key.as_deref().map(PathBuf::from),
+        },
+        telemetry: check.telemetry(&raw.telemetry)?,
+        transport: check.transport(&raw.transport)?,
+        state: check.state(&raw.state)?,
+    })
+}
+
+/// Validation helpers that know where each value came from.
+struct Check<'a> {
+    figment: &'a Figment,
+}
+
+impl Check<'_> {
+    fn fail(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let metadata = self.figment.find_metadata(key);
+        let path: Vec<&str> = key.split('.').collect();
+        ConfigError::Invalid {
+            key: key.to_owned(),
+            origin: origin(metadata, &path),
+            message: message.into(),
+        }
+    }
+
+    fn duration(&self, key: &str, text: &DurationText) -> Result<Duration, ConfigError> {
+        parse_duration(&text.0).map_err(|m| self.fail(key, m))
+    }
+
+    fn positive_duration(&self, key: &str, text: &DurationText) -> Result<Duration, ConfigError> {
+        match self.duration(key, text)? {
+            d if d.is_zero() => Err(self.fail(key, "must be longer than 0")),
+            d => Ok(d),
+        }
+    }
+
+    fn count(&self, key: &str, value: u64) -> Result<NonZeroUsize, ConfigError> {
+        usize::try_from(value)
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .ok_or_else(|| self.fail(key, format!("{value} is not a positive count")))
+    }
+
+    fn addr(&self, key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+        text.trim().parse().map_err(|_| {
+            self.fail(
+                key,
+                format!("{text:?} is not an address with a port, e.g. \"0.0.0.0:23779\""),
+            )
+        })
+    }
+
+    fn server(&self, r: &RawServer) -> Result<ServerConfig, ConfigError> {
+        let device_ids = r
+            .allow_device_ids
+            .iter()
+            .map(|id| parse_device_id(id).map_err(|m| self.fail("server.allow_device_ids", m)))
+            .collect::<Result<_, _>>()?;
+        let networks = r
+            .allow_networks
+            .iter()
+            .map(|net| IpNet::parse(net).map_err(|m| self.fail("server.allow_networks", m)))
+            .collect::<Result<_, _>>()?;
+        Ok(ServerConfig {
+            listen: self.addr("server.listen", &r.listen)?,
+            handshake_timeout: self
+                .positive_duration("server.handshake_timeout", &r.handshake_timeout)?,
+            max_connections: self.count("server.max_connections", r.max_connections)?,
+            over_limit_hold: self.duration("server.over_limit_hold", &r.over_limit_hold)?,
+            max_held_connections: self
+                .count("server.max_held_connections", r.max_held_connections)?,
+            idle_timeout: self.positive_duration("server.idle_timeout", &r.idle_timeout)?,
+            session_open_delay: self
+                .duration("server.session_open_delay", &r.session_open_delay)?,
+            mesh_info_delay: self.duration("server.mesh_info_delay", &r.mesh_info_delay)?,
+            write_timeout: self.positive_duration("server.write_timeout", &r.write_timeout)?,
+            send_buffer_bytes: self.count("server.send_buffer_bytes", r.send_buffer_bytes)?,
+            command_queue: self.count("server.command_queue", r.command_queue)?,
+            max_inflight: self.count("server.max_inflight", r.max_inflight)?,
+            allow_device_ids: device_ids,
+            allow_networks: networks,
+            plain_tcp_debug: r.plain_tcp_debug,
+        })
+    }
+
+    fn telemetry(&self, r: &RawTelemetry) -> Result<TelemetryConfig, ConfigError> {
+        let log_format = LogFormat::from_str(&r.log_format)
+            .map_err(|e| self.fail("telemetry.log_format", e.to_string()))?;
+        tracing_subscriber::EnvFilter::try_new(&r.log_filter).map_err(|e| {
+            self.fail(
+                "telemetry.log_filter",
+                format!(
+                    "{:?} is not a log filter (e.g. \"info\" or \
+                     \"info,cync_bridge::server=debug\"): {e}",
+                    r.log_filter
+                ),
+            )
+        })?;
+        Ok(TelemetryConfig {
+            listen: self.addr("telemetry.listen", &r.listen)?,
+            log_format,
+            log_filter: r.log_filter.clone(),
+        })
+    }
+
+    fn transport(&self, r: &RawTransport) -> Result<TransportConfig, ConfigError> {
+        let mode = match r.mode.as_str() {
+            "reliable" => TransportMode::Reliable,
+            "legacy" => TransportMode::Legacy,
+            other => {
+                return Err(self.fail(
+                    "transport.mode",
+                    format!("{other:?} is not a transport (expected \"reliable\" or \"legacy\")"),
+                ))
+            }
+        };
+        Ok(TransportConfig {
+            mode,
+            command_timeout: self
+                .positive_duration("transport.command_timeout", &r.command_timeout)?,
+        })
+    }
+
+    fn state(&self, r: &RawState) -> Result<StateConfig, ConfigError> {
+        Ok(StateConfig {
+            event_queue: self.count("state.event_queue", r.event_queue)?,
+            max_waiters: self.count("state.max_waiters", r.max_waiters)?,
+        })
+    }
+
+    fn timezone(&self, name: &str) -> Result<TimeZoneSetting, ConfigError> {
+        if !name.trim().is_empty() {
+            let tz = name.trim().parse::<chrono_tz::Tz>().map_err(|_| {
+                self.fail(
+                    "timezone",
+                    format!("{name:?} is not an IANA time zone (e.g. \"America/Chicago\")"),
+                )
+            })?;
+            return Ok(TimeZoneSetting {
+                tz,
+                fallback_reason: None,
+            });
+        }
+        let host = iana_time_zone::get_timezone().map_err(|e| e.to_string());
+        Ok(
+            match host.and_then(|h| h.parse::<chrono_tz::Tz>().map_err(|e| format!("{h}: {e}"))) {
+                Ok(tz) => TimeZoneSetting {
+                    tz,
+                    fallback_reason: None,
+                },
+                Err(reason) => TimeZoneSetting {
+                    tz: chrono_tz::UTC,
+                    fallback_reason: Some(format!(
+                        "the host's time zone could not be determined ({reason}); set `timezone`"
+                    )),
+                },
+            },
+        )
+    }
+}
+
+/// Turns figment's error (a type or unknown-key problem found while extracting) into ours.
+fn from_figment(error: figment::Error) -> ConfigError {
+    // For an unknown key the path already ends with the key itself.
+    let path: Vec<&str> = error.path.iter().map(String::as_str).collect();
+    let origin = origin(error.metadata.as_ref(), &path);
+    if path.is_empty() {
+        return ConfigError::Syntax {
+            origin,
+            message: error.kind.to_string(),
+        };
+    }
+    ConfigError::Invalid {
+        key: path.join("."),
+        origin,
+        message: error.kind.to_string(),
+    }
+}
+
+/// Where a value came from, in words an operator can act on.
+fn origin(metadata: Option<&figment::Metadata>, path: &[&str]) -> String {
+    let Some(md) = metadata else {
+        return "built-in default".to_owned();
+    };
+    if let Some(figment::Source::File(file)) = &md.source {
+        return format!("file {}", file.display());
+    }
+    if md.name.contains("environment") {
+        return format!(
+            "environment variable {ENV_PREFIX}{}",
+            path.join("__").to_ascii_uppercase()
+        );
+    }
+    "built-in default".to_owned()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! The config tree as figment reads it: every key with its built-in default, before validation.
+//!
+//! Field names are the keys of `config/cync-bridge.toml` and, upper-cased with `__` between
+//! section and key, of the `CYNC_…` environment variables. Every section denies unknown keys so
+//! that a typo (`listn = …`) is an error naming the key instead of a silently ignored setting.
+//! Types here are what a person writes (strings with units, lists of strings); [`super::Config`]
+//! holds the validated, typed values. The defaults are documented key by key in
+//! `config/cync-bridge.toml`, and a test keeps that file and these defaults in agreement.
+
+use serde::{Deserialize, Serialize};
+
+use super::value::DurationText;
+
+/// The whole file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// Directory for state the bridge keeps between runs (the generated TLS certificate).
+    pub data_dir: String,
+    /// IANA time zone for the 0xC8 clock; empty = the host's.
+    pub timezone: String,
+    /// `[server]`.
+    pub server: RawServer,
+    /// `[tls]`.
+    pub tls: RawTls,
+    /// `[telemetry]`.
+    pub telemetry: RawTelemetry,
+    /// `[transport]`.
+    pub transport: RawTransport,
+    /// `[state]`.
+    pub state: RawState,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            data_dir: "data".to_owned(),
+            timezone: String::new(),
+            server: RawServer::default(),
+            tls: RawTls::default(),
+            telemetry: RawTelemetry::default(),
+            transport: RawTransport::default(),
+            state: RawState::default(),
+        }
+    }
+}
+
+/// `[server]`: the device-facing listener and its sessions.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // documented key by key in config/cync-bridge.toml
+pub struct RawServer {
+    pub listen: String,
+    pub handshake_timeout: DurationText,
+    pub max_connections: u64,
+    pub over_limit_hold: DurationText,
+    pub max_held_connections: u64,
+    pub idle_timeout: DurationText,
+    pub session_open_delay: DurationText,
+    pub mesh_info_delay: DurationText,
+    pub write_timeout: DurationText,
+    pub send_buffer_bytes: u64,
+    pub command_queue: u64,
+    pub max_inflight: u64,
+    pub allow_device_ids: Vec<String>,
+    pub allow_networks: Vec<String>,
+    pub plain_tcp_debug: bool,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "0.0.0.0:23779".to_owned(),
+            handshake_timeout: "10s".into(),
+            max_connections: 256,
+            over_limit_hold: "15s".into(),
+            max_held_connections: 64,
+            idle_timeout: "65s".into(),
+            session_open_delay: "500ms".into(),
+            mesh_info_delay: "1500ms".into(),
+            write_timeout: "5s".into(),
+            send_buffer_bytes: 64 * 1024,
+            command_queue: 64,
+            max_inflight: 256,
+            allow_device_ids: Vec::new(),
+            allow_networks: Vec::new(),
+            plain_tcp_debug: false,
+        }
+    }
+}
+
+/// `[tls]`: the certificate presented to devices.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // documented key by key in config/cync-bridge.toml
+pub struct RawTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
+
+/// `[telemetry]`: `/metrics`, `/healthz` and logs.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // documented key by key in config/cync-bridge.toml
+pub struct RawTelemetry {
+    pub listen: String,
+    pub log_format: String,
+    pub log_filter: String,
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        RawTelemetry {
+            listen: "127.0.0.1:9464".to_owned(),
+            log_format: "json".to_owned(),
+            log_filter: "info".to_owned(),
+        }
+    }
+}
+
+/// `[transport]`: how the bridge's own commands travel.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // documented key by key in config/cync-bridge.toml
+pub struct RawTransport {
+    pub mode: String,
+    pub command_timeout: DurationText,
+}
+
+impl Default for RawTransport {
+    fn default() -> Self {
+        RawTransport {
+            mode: "reliable".to_owned(),
+            command_timeout: "5s".into(),
+        }
+    }
+}
+
+/// `[state]`: the device state store.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // documented key by key in config/cync-bridge.toml
+pub struct RawState {
+    pub event_queue: u64,
+    pub max_waiters: u64,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        RawState {
+            event_queue: 1024,
+            max_waiters: 4096,
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The device state store: the last state each device reported, keyed by `(home, mesh id)`.
+//!
+//! Why it exists: a device's state reaches the bridge in four shapes — its own `fa db 13` report
+//! (PROTOCOL.md §7.1), its 0x43 self record, a relay record from a neighbour (§7.3: the *only*
+//! reports a Bluetooth-only device produces) and the mesh-info list (§7.4) — often several times,
+//! from several relays (§9.4: one announce arrived from 24 bridges). The store folds them into one
+//! value per device, idempotently: a report equal to what is stored changes nothing and emits
+//! nothing, so a light that goes A→B→A still produces two events, but B re-broadcast by ten relays
+//! produces one.
+//!
+//! It owns the state map, the change-event channel for the MQTT side (issue 6) and the waiters of
+//! commands expecting a confirming report. Design: a `std::sync::Mutex`, held for one map update
+//! and never across an `.await` — the same choice as mini-redis `db.rs`. An owning task behind a
+//! channel was rejected: session readers would then have to queue into it, and a full queue would
+//! either block a device socket or lose state; a lock held for microseconds does neither.
+//!
+//! Change events go out on a `tokio::sync::broadcast` channel of configured capacity: a
+//! subscriber that falls behind loses the *oldest* events (it sees `Lagged(n)`) and should re-read
+//! [`StateStore::snapshot`]; nothing ever blocks the reporting session. It must never do I/O or
+//! decide availability (issue 6 applies hysteresis to the online flag; the store only records it).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::{broadcast, oneshot};
+use tokio::time::Instant;
+
+use super::key::DeviceKey;
+use crate::protocol::content::TEMP_RGB_MODE;
+use crate::protocol::{Command, LightColor, LightState};
+
+/// What the bridge knows about one device's state.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+pub struct DeviceState {
+    /// Power, brightness, colour temperature or RGB, as the device reports them.
+    pub light: LightState,
+    /// The report's online/in-mesh flag (mesh-info records carry none and count as online).
+    pub online: bool,
+}
+
+/// Which kind of report a state came from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum ReportSource {
+    /// 0x83 `fa db 13`: the device about itself (§7.1).
+    StateReport,
+    /// 0x43 record index 5: the reporter about itself (§7.3).
+    SelfRecord,
+    /// 0x43 record index ≥ 6: a neighbour relaying (§7.3).
+    RelayRecord,
+    /// `f9 52` mesh-info record (§7.4).
+    MeshInfo,
+}
+
+impl ReportSource {
+    /// Stable name for logs and labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportSource::StateReport => "state_report",
+            ReportSource::SelfRecord => "self_record",
+            ReportSource::RelayRecord => "relay_record",
+            ReportSource::MeshInfo => "mesh_info",
+        }
+    }
+}
+
+/// One observation of one device's state.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Report {
+    /// Whose state.
+    pub key: DeviceKey,
+    /// The state reported.
+    pub state: DeviceState,
+    /// Which kind of report.
+    pub source: ReportSource,
+}
+
+/// A change of stored state, as the MQTT side receives it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct StateChange {
+    /// Whose state changed.
+    pub key: DeviceKey,
+    /// The state before (`None`: first report of this device).
+    pub previous: Option<DeviceState>,
+    /// The state now.
+    pub current: DeviceState,
+    /// The report that changed it.
+    pub source: ReportSource,
+}
+
+/// What a command expects to see in a later report. `None` fields are not checked.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Expectation {
+    /// Power state.
+    pub on: Option<bool>,
+    /// Brightness 0–100.
+    pub brightness: Option<u8>,
+    /// Temperature byte (0–100, or [`TEMP_RGB_MODE`] for RGB).
+    pub temperature: Option<u8>,
+    /// RGB, checked together with `temperature == TEMP_RGB_MODE`.
+    pub rgb: Option<[u8; 3]>,
+}
+
+impl Expectation {
+    /// The state a set-state command should produce; `None` for commands whose effect no report
+    /// shows (effects, switch mode, queries, mesh requests). Uses the command as the encoder sends
+    /// it ([`Command::avoiding_markers`] nudges RGB 125/126).
+    pub fn for_command(command: &Command) -> Option<Self> {
+        match command.avoiding_markers() {
+            Command::Power { on, .. } => Some(Expectation {
+                on: Some(on),
+                ..Expectation::default()
+            }),
+            Command::Light {
+                brightness, color, ..
+            } => {
+                let (temperature, rgb) = match color {
+                    None => (None, None),
+                    Some(LightColor::Temperature(t)) => (Some(t), None),
+                    Some(LightColor::Rgb(rgb)) => (Some(TEMP_RGB_MODE), Some(rgb)),
+                };
+                Some(Expectation {
+                    on: None,
+                    brightness,
+                    temperature,
+                    rgb,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// True when `state` shows everything this expectation asks for.
+    pub fn is_met_by(&self, state: &DeviceState) -> bool {
+        let l = &state.light;
+        self.on.is_none_or(|on| l.on == on)
+            && self.brightness.is_none_or(|b| l.brightness == b)
+            && self.temperature.is_none_or(|t| l.temperature == t)
+            && self.rgb.is_none_or(|rgb| l.rgb == rgb)
+    }
+}
+
+/// A report that met a waiting command's [`Expectation`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Confirmation {
+    /// The state reported.
+    pub state: DeviceState,
+    /// Which kind of report.
+    pub source: ReportSource,
+    /// When it was applied.
+    pub at: Instant,
+}
+
+/// Too many commands are already waiting for a confirming report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{limit} commands are already waiting for a state report (state.max_waiters)")]
+pub struct WaiterLimit {
+    /// The configured limit.
+    pub limit: usize,
+}
+
+/// What applying a report did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Applied {
+    /// The stored state changed (and an event went out).
+    pub changed: bool,
+    /// Waiting commands this report confirmed.
+    pub confirmed: usize,
+}
+
+struct Waiter {
+    expect: Expectation,
+    reply: oneshot::Sender<Confirmation>,
+}
+
+#[derive(Default)]
+struct Inner {
+    devices: HashMap<DeviceKey, DeviceState>,
+    waiters: HashMap<DeviceKey, Vec<Waiter>>,
+    waiter_count: usize,
+}
+
+/// The store. Share it as `Arc<StateStore>`.
+pub struct StateStore {
+    inner: Mutex<Inner>,
+    events: broadcast::Sender<StateChange>,
+    max_waiters: usize,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore").finish_non_exhaustive()
+    }
+}
+
+impl StateStore {
+    /// A store whose change channel buffers `event_queue` events per subscriber and which lets
+    /// at most `max_waiters` commands wait for confirmation.
+    pub fn new(event_queue: usize, max_waiters: usize) -> Self {
+        let (events, _) = broadcast::channel(event_queue.max(1));
+        StateStore {
+            inner: Mutex::new(Inner::default()),
+            events,
+            max_waiters,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every critical section leaves the maps consistent, so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies one report: stores it if it differs (emitting a [`StateChange`]) and completes
+    /// the waiters it confirms. The event is sent under the lock so subscribers see changes of
+    /// one device in the order they were stored.
+    pub fn apply(&self, report: Report) -> Applied {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let previous = inner.devices.insert(report.key, report.state);
+        let changed = previous != Some(report.state);
+        if changed {
+            // No subscriber (e.g. before MQTT starts) is not an error: the state is stored.
+            let _ = self.events.send(StateChange {
+                key: report.key,
+                previous,
+                current: report.state,
+                source: report.source,
+            });
+        }
+        let confirmed = Self::confirm(&mut inner, &report, now);
+        Applied { changed, confirmed }
+    }
+
+    fn confirm(inner: &mut Inner, report: &Report, at: Instant) -> usize {
+        let Some(list) = inner.waiters.get_mut(&report.key) else {
+            return 0;
+        };
+        let before = list.len();
+        let mut confirmed = 0;
+        let mut kept = Vec::with_capacity(list.len());
+        for waiter in list.drain(..) {
+            if waiter.reply.is_closed() {
+                continue;
+            }
+            if waiter.expect.is_met_by(&report.state) {
+                let _ = waiter.reply.send(Confirmation {
+                    state: report.state,
+                    source: report.source,
+                    at,
+                });
+                confirmed += 1;
+            } else {
+                kept.push(waiter);
+            }
+        }
+        let removed = before - kept.len();
+        if kept.is_empty() {
+            inner.waiters.remove(&report.key);
+        } else {
+            *list = kept;
+        }
+        inner.waiter_count -= removed;
+        confirmed
+    }
+
+    /// Registers a command waiting for a report of `key` that meets `expect`. Register *before*
+    /// sending, so a fast report cannot be missed. Dropping the receiver cancels the wait.
+    pub fn expect(
+        &self,
+        key: DeviceKey,
+        expect: Expectation,
+    ) -> Result<oneshot::Receiver<Confirmation>, WaiterLimit> {
+        let mut inner = self.lock();
+        if inner.waiter_count >= self.max_waiters {
+            Self::prune_abandoned(&mut inner);
+            if inner.waiter_count >= self.max_waiters {
+                return Err(WaiterLimit {
+                    limit: self.max_waiters,
+                });
+            }
+        }
+        let (reply, receiver) = oneshot::channel();
+        inner
+            .waiters
+            .entry(key)
+            .or_default()
+            .push(Waiter { expect, reply });
+        inner.waiter_count += 1;
+        Ok(receiver)
+    }
+
+    fn prune_abandoned(inner: &mut Inner) {
+        let mut removed = 0;
+        inner.waiters.retain(|_, list| {
+            let before = list.len();
+            list.retain(|w| !w.reply.is_closed());
+            removed += before - list.len();
+            !list.is_empty()
+        });
+        inner.waiter_count -= removed;
+    }
+
+    /// The stored state of one device.
+    pub fn get(&self, key: &DeviceKey) -> Option<DeviceState> {
+        self.lock().devices.get(key).copied()
+    }
+
+    /// Every stored state, sorted by key (for a subscriber that lagged, and for diagnostics).
+    pub fn snapshot(&self) -> Vec<(DeviceKey, DeviceState)> {
+        let mut all: Vec<_> = self.lock().devices.iter().map(|(k, s)| (*k, *s)).collect();
+        all.sort_by_key(|(k, _)| *k);
+        all
+    }
+
+    /// Devices with a stored state.
+    pub fn len(&self) -> usize {
+        self.lock().devices.len()
+    }
+
+    /// True before the first report.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A new subscriber to change events (see the module note on lagging).
+    pub fn subscribe(&self) -> broadcast::Receiver<StateChange> {
+        self.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,122 @@
+//! Session timing on the paused clock (STYLE habit 16): an in-memory stream stands in for the
+//! socket, so every delay is virtual and exact.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use figment::providers::{Format, Serialized, Toml};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, RawConfig};
+use crate::device::StateStore;
+use crate::protocol::{decode, encode, Framer, Packet, PeerId};
+use crate::server::{Routes, ServerContext, SingleHome};
+use crate::telemetry::Metrics;
+
+fn context(extra: &str) -> Arc<ServerContext> {
+    let figment = figment::Figment::from(Serialized::defaults(RawConfig::default()))
+        .merge(Toml::string("timezone = \"UTC\""))
+        .merge(Toml::string(extra));
+    let config = config::validate(&figment).unwrap();
+    let metrics = Metrics::new();
+    Arc::new(ServerContext {
+        config: Arc::new(config.server),
+        timezone: config.timezone.tz,
+        routes: Arc::new(Routes::new(metrics.clone())),
+        state: Arc::new(StateStore::new(16, 16)),
+        homes: Arc::new(SingleHome),
+        shutdown: CancellationToken::new(),
+        next_session: AtomicU64::new(1),
+        metrics,
+    })
+}
+
+/// A session on one end of an in-memory pipe; the test is the device on the other end.
+fn start(ctx: &Arc<ServerContext>) -> DuplexStream {
+    let (device, bridge) = tokio::io::duplex(64 * 1024);
+    let addr = "192.0.2.1:40000".parse().unwrap();
+    tokio::spawn(super::run(
+        Arc::clone(ctx),
+        bridge,
+        addr,
+        ctx.shutdown.child_token(),
+    ));
+    device
+}
+
+async fn next_packet(device: &mut DuplexStream, buf: &mut BytesMut) -> Option<Vec<u8>> {
+    loop {
+        if let Some(packet) = Framer::default().next_packet(buf) {
+            return Some(packet.unwrap().to_vec());
+        }
+        if device.read_buf(buf).await.unwrap() == 0 {
+            return None;
+        }
+    }
+}
+
+async fn say_hello(device: &mut DuplexStream) {
+    let mut hello = BytesMut::new();
+    encode::hello(&mut hello, PeerId([1, 2, 3, 4]), b"1e07d8ce0a617a37");
+    device.write_all(&hello).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_0xa3_follows_the_hello_by_half_a_second_and_the_mesh_request_1_5_s_later() {
+    let ctx = context("");
+    let mut device = start(&ctx);
+    let mut buf = BytesMut::new();
+    say_hello(&mut device).await;
+    let hello_at = Instant::now();
+    assert_eq!(next_packet(&mut device, &mut buf).await.unwrap()[0], 0x28);
+    assert_eq!(hello_at.elapsed(), Duration::ZERO, "the 0x28 is immediate");
+
+    let open = next_packet(&mut device, &mut buf).await.unwrap();
+    assert!(matches!(decode(&open), Ok(Packet::SessionOpen { .. })));
+    assert_eq!(hello_at.elapsed(), Duration::from_millis(500));
+
+    let request = next_packet(&mut device, &mut buf).await.unwrap();
+    assert_eq!(request[0], 0x73);
+    assert_eq!(hello_at.elapsed(), Duration::from_millis(2000));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_that_hears_nothing_for_the_idle_timeout_is_closed_then() {
+    let ctx = context("[server]\nidle_timeout = \"65s\"");
+    let mut device = start(&ctx);
+    let mut buf = BytesMut::new();
+    say_hello(&mut device).await;
+    let hello_at = Instant::now();
+    // Keep reading what the bridge sends (0x28, 0xA3, mesh request) until it hangs up.
+    while next_packet(&mut device, &mut buf).await.is_some() {}
+    assert_eq!(hello_at.elapsed(), Duration::from_secs(65));
+    assert_eq!(
+        ctx.metrics
+            .sample_value("tcp_comm_sessions_closed_total{reason=\"idle_timeout\"}"),
+        Some(1.0)
+    );
+    assert_eq!(ctx.routes.session_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_keeps_the_session_open() {
+    let ctx = context("[server]\nidle_timeout = \"65s\"");
+    let mut device = start(&ctx);
+    let mut buf = BytesMut::new();
+    say_hello(&mut device).await;
+    let start = Instant::now();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        device.write_all(&[0xd3, 0, 0, 0, 0]).await.unwrap();
+    }
+    let mut answers = 0;
+    while let Some(packet) = next_packet(&mut device, &mut buf).await {
+        answers += usize::from(packet[0] == 0xd8);
+    }
+    assert_eq!(answers, 5, "every heartbeat answered");
+    assert_eq!(start.elapsed(), Duration::from_secs(5 * 60 + 65));
+}
