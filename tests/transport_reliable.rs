@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use cync_bridge::protocol::{Command, LightColor, LightState};
+use cync_bridge::protocol::{Command, LightColor};
 use cync_bridge::transport::reliable::{Action, Policy, Transport};
 use cync_bridge::transport::CommandOutcome;
 
@@ -88,7 +88,7 @@ fn run(
 fn the_devices_response_with_the_matching_tx_and_op_completes_the_command() {
     let t0 = Instant::now();
     let mut t = Transport::new(Policy::reliable(), 1);
-    let (id, a) = t.submit(LAMP, power(true), t0, &two_routes);
+    let (id, a) = t.submit(LAMP, power(true), None, t0, &two_routes);
     assert_eq!(
         sends(&a),
         vec![(1, power(true), 0)],
@@ -125,25 +125,33 @@ fn the_devices_response_with_the_matching_tx_and_op_completes_the_command() {
 }
 
 #[test]
-fn a_state_report_showing_the_new_state_also_confirms() {
+fn a_confirming_report_completes_only_the_command_it_was_registered_for() {
     let t0 = Instant::now();
     let mut t = Transport::new(Policy::reliable(), 1);
-    t.submit(LAMP, level(40), t0, &two_routes);
-    let stale = LightState {
-        on: true,
-        brightness: 10,
-        temperature: 0,
-        rgb: [0; 3],
-    };
-    assert!(t.on_state(LAMP, &stale, t0, &two_routes).is_empty());
-    let fresh = LightState {
-        brightness: 40,
-        ..stale
-    };
-    assert_eq!(
-        outcomes(&t.on_state(LAMP, &fresh, t0, &two_routes)),
-        vec![CommandOutcome::Success]
+    let (first, _) = t.submit(LAMP, level(40), None, t0, &two_routes);
+    let (second, _) = t.submit(LAMP, power(false), None, t0, &two_routes);
+    assert!(
+        t.on_confirmed(LAMP, second, t0, &two_routes).is_empty(),
+        "not in flight yet"
     );
+    let a = t.on_confirmed(LAMP, first, t0, &two_routes);
+    assert_eq!(outcomes(&a), vec![CommandOutcome::Success]);
+    assert_eq!(sends(&a), vec![(1, power(false), 0)]);
+}
+
+#[test]
+fn a_callers_deadline_overrides_the_policy() {
+    let t0 = Instant::now();
+    let mut t = Transport::new(Policy::reliable(), 1);
+    t.submit(
+        LAMP,
+        power(true),
+        Some(Duration::from_millis(100)),
+        t0,
+        &two_routes,
+    );
+    let later = run(&mut t, t0, Duration::from_millis(120), &two_routes);
+    assert_eq!(outcomes(&later), vec![CommandOutcome::Timeout]);
 }
 
 #[test]
@@ -151,7 +159,7 @@ fn unconfirmed_commands_retry_with_backoff_rotating_routes_then_report_no_respon
     let t0 = Instant::now();
     let policy = Policy::reliable();
     let mut t = Transport::new(policy, 7);
-    let (_, first) = t.submit(LAMP, power(false), t0, &two_routes);
+    let (_, first) = t.submit(LAMP, power(false), None, t0, &two_routes);
     let (s, _) = sent_tx(&first);
     for a in &first {
         if let Action::Send { seq, .. } = a {
@@ -181,7 +189,7 @@ fn silence_ends_in_timeout_and_no_route_ends_in_no_route() {
     let t0 = Instant::now();
     let policy = Policy::reliable();
     let mut t = Transport::new(policy, 3);
-    t.submit(LAMP, power(true), t0, &two_routes);
+    t.submit(LAMP, power(true), None, t0, &two_routes);
     let later = run(
         &mut t,
         t0,
@@ -191,7 +199,7 @@ fn silence_ends_in_timeout_and_no_route_ends_in_no_route() {
     assert_eq!(outcomes(&later), vec![CommandOutcome::Timeout]);
 
     let mut t = Transport::new(policy, 3);
-    let (_, a) = t.submit(LAMP, power(true), t0, &no_routes);
+    let (_, a) = t.submit(LAMP, power(true), None, t0, &no_routes);
     assert!(a.is_empty());
     let later = run(
         &mut t,
@@ -206,7 +214,7 @@ fn silence_ends_in_timeout_and_no_route_ends_in_no_route() {
 fn a_command_waiting_for_a_route_goes_out_when_one_appears() {
     let t0 = Instant::now();
     let mut t = Transport::new(Policy::reliable(), 3);
-    t.submit(LAMP, power(true), t0, &no_routes);
+    t.submit(LAMP, power(true), None, t0, &no_routes);
     let a = t.on_tick(t0 + Duration::from_millis(300), &two_routes);
     assert_eq!(sends(&a), vec![(1, power(true), 0)]);
 }
@@ -215,7 +223,7 @@ fn a_command_waiting_for_a_route_goes_out_when_one_appears() {
 fn a_lost_session_fails_over_at_once_and_a_late_response_from_the_first_attempt_still_counts() {
     let t0 = Instant::now();
     let mut t = Transport::new(Policy::reliable(), 3);
-    let (_, a) = t.submit(LAMP, power(true), t0, &two_routes);
+    let (_, a) = t.submit(LAMP, power(true), None, t0, &two_routes);
     let (s1, tx1) = sent_tx(&a);
     let only_two = |_: &K| vec![2];
     let failover = t.on_session_lost(s1, t0 + Duration::from_millis(5), &only_two);
@@ -229,17 +237,17 @@ fn a_lost_session_fails_over_at_once_and_a_late_response_from_the_first_attempt_
 fn newer_commands_for_the_same_attribute_supersede_queued_ones() {
     let t0 = Instant::now();
     let mut t = Transport::new(Policy::reliable(), 3);
-    let (_, a) = t.submit(LAMP, level(10), t0, &two_routes);
+    let (_, a) = t.submit(LAMP, level(10), None, t0, &two_routes);
     let (s, tx) = sent_tx(&a);
     let mut superseded = 0;
     for b in 11..=50 {
-        let (_, a) = t.submit(LAMP, level(b), t0, &two_routes);
+        let (_, a) = t.submit(LAMP, level(b), None, t0, &two_routes);
         superseded += outcomes(&a)
             .iter()
             .filter(|o| **o == CommandOutcome::Superseded)
             .count();
     }
-    t.submit(LAMP, power(false), t0, &two_routes);
+    t.submit(LAMP, power(false), None, t0, &two_routes);
     assert_eq!(
         superseded, 39,
         "every queued level but the newest was superseded"
@@ -265,6 +273,7 @@ fn effects_are_not_idempotent_so_they_are_never_retried() {
             target: LAMP,
             effect: [2, 0x7a],
         },
+        None,
         t0,
         &two_routes,
     );
@@ -278,8 +287,8 @@ fn legacy_writes_once_and_does_not_coalesce() {
     let t0 = Instant::now();
     let policy = Policy::legacy();
     let mut t = Transport::new(policy, 3);
-    t.submit(LAMP, level(10), t0, &two_routes);
-    let (_, a) = t.submit(LAMP, level(20), t0, &two_routes);
+    t.submit(LAMP, level(10), None, t0, &two_routes);
+    let (_, a) = t.submit(LAMP, level(20), None, t0, &two_routes);
     assert!(outcomes(&a).is_empty(), "queued, not superseded");
     let later = run(
         &mut t,
@@ -301,8 +310,8 @@ fn a_full_queue_cancels_and_shutdown_cancels_everything() {
     let mut policy = Policy::reliable();
     policy.queue_capacity = 2;
     let mut t = Transport::new(policy, 3);
-    t.submit(LAMP, power(true), t0, &two_routes);
-    t.submit(LAMP, level(1), t0, &two_routes);
+    t.submit(LAMP, power(true), None, t0, &two_routes);
+    t.submit(LAMP, level(1), None, t0, &two_routes);
     t.submit(
         LAMP,
         Command::Light {
@@ -310,6 +319,7 @@ fn a_full_queue_cancels_and_shutdown_cancels_everything() {
             brightness: None,
             color: Some(LightColor::Temperature(3)),
         },
+        None,
         t0,
         &two_routes,
     );
@@ -319,6 +329,7 @@ fn a_full_queue_cancels_and_shutdown_cancels_everything() {
             target: LAMP,
             effect: [1, 0xf1],
         },
+        None,
         t0,
         &two_routes,
     );
@@ -334,6 +345,6 @@ fn next_wakeup_points_at_the_attempt_timeout() {
     let policy = Policy::reliable();
     let mut t = Transport::new(policy, 3);
     assert_eq!(t.next_wakeup(), None);
-    t.submit(LAMP, power(true), t0, &two_routes);
+    t.submit(LAMP, power(true), None, t0, &two_routes);
     assert_eq!(t.next_wakeup(), Some(t0 + policy.attempt_timeout));
 }

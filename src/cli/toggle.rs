@@ -1,8 +1,9 @@
 //! `cync-bridge toggle --device MESH_ID --on|--off`: the phase-0 harness. It runs its own device
 //! listener from the same configuration as `serve` (so `serve` must be stopped first: both want
 //! port 23779), waits until a connected device reaches the target, sends one power command on
-//! the legacy path (write once), waits for the device's `f9` response or a report showing the new
-//! state, and prints exactly one JSON line on stdout:
+//! the configured path (`--transport legacy`: write once; `reliable`: retry through every relay
+//! that reaches it), waits for the device's `f9` response or a report showing the new state, and
+//! prints exactly one JSON line on stdout:
 //!
 //! `{"device":80,"outcome":"success","latency_ms":84.2,"correlation_id":"0190…"}`
 //!
@@ -24,7 +25,9 @@ use crate::device::{DeviceKey, HomeId};
 use crate::protocol::Command;
 use crate::server::{DeviceServer, Services};
 use crate::telemetry::{Health, Metrics};
-use crate::transport::{CommandOutcome, CommandReport, CommandRequest, LegacyTransport};
+use crate::transport::{
+    CommandOutcome, CommandReport, CommandRequest, CommandTransport, SelectedTransport,
+};
 
 /// Arguments of `cync-bridge toggle`.
 #[derive(Debug, clap::Args)]
@@ -44,6 +47,10 @@ pub struct ToggleArgs {
     /// Seconds to wait for a device that reaches the target to connect to this listener.
     #[arg(long, value_name = "SECS", value_parser = parse_seconds, default_value = "60")]
     pub route_timeout: Duration,
+    /// Command path [default: transport.mode]: `legacy` writes once, `reliable` retries
+    /// through every relay that reaches the device.
+    #[arg(long, value_enum)]
+    pub transport: Option<crate::config::TransportMode>,
     /// Home (mesh) id; every device is in home 0 until a device list defines homes.
     #[arg(long, value_name = "HOME", default_value_t = 0)]
     pub home: u64,
@@ -131,9 +138,10 @@ async fn toggle(config: &Config, args: &ToggleArgs) -> anyhow::Result<CommandRep
     };
     let report = match routed {
         Ok(()) => {
-            LegacyTransport::new(&services)
-                .execute(request, &cancel)
-                .await
+            let mode = args.transport.unwrap_or(config.transport.mode);
+            let transport =
+                SelectedTransport::start(mode, &services, &tracker, shutdown.child_token());
+            transport.execute(request, &cancel).await
         }
         Err(outcome) => {
             tracing::warn!(%outcome, "no connected device reaches the target");

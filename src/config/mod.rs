@@ -145,7 +145,7 @@ pub struct TelemetryConfig {
 }
 
 /// Which command path the bridge's own commands take.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TransportMode {
     /// Receipts, retries, de-duplication (issue 5).
     Reliable,

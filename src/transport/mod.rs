@@ -23,6 +23,7 @@ pub mod legacy;
 pub mod outcome;
 pub mod queue;
 pub mod reliable;
+pub mod service;
 
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ use crate::device::{DeviceKey, ReportSource};
 use crate::protocol::{Command, PeerId};
 use crate::server::SessionId;
 use crate::telemetry::new_correlation_id;
+use tokio_util::sync::CancellationToken;
 
 /// One command for one device.
 #[derive(Clone, Copy, Debug)]
@@ -85,4 +87,83 @@ pub struct CommandReport {
     pub via: Option<PeerId>,
     /// What confirmed it, on success.
     pub confirmed_by: Option<ConfirmedBy>,
+}
+
+/// The command paths behind one interface: both share codec, sessions and routes and differ only
+/// in policy (STYLE habit 20).
+#[allow(async_fn_in_trait)]
+pub trait CommandTransport {
+    /// The `transport` label of this path's metrics.
+    fn name(&self) -> &'static str;
+    /// Delivers `request` and waits for its outcome; `cancel` ends the wait with `cancelled`.
+    async fn execute(&self, request: CommandRequest, cancel: &CancellationToken) -> CommandReport;
+}
+
+impl CommandTransport for LegacyTransport {
+    fn name(&self) -> &'static str {
+        legacy::TRANSPORT_LABEL
+    }
+
+    async fn execute(&self, request: CommandRequest, cancel: &CancellationToken) -> CommandReport {
+        LegacyTransport::execute(self, request, cancel).await
+    }
+}
+
+impl CommandTransport for service::ReliableTransport {
+    fn name(&self) -> &'static str {
+        service::ReliableTransport::name(self)
+    }
+
+    async fn execute(&self, request: CommandRequest, cancel: &CancellationToken) -> CommandReport {
+        service::ReliableTransport::execute(self, request, cancel).await
+    }
+}
+
+/// The path chosen at run time (config `transport.mode`, or `toggle --transport`).
+#[derive(Debug)]
+pub enum SelectedTransport {
+    /// Write once.
+    Legacy(LegacyTransport),
+    /// Retries, failover, coalescing.
+    Reliable(service::ReliableTransport),
+}
+
+impl SelectedTransport {
+    /// Starts the path for `mode` over the bridge's services.
+    pub fn start(
+        mode: crate::config::TransportMode,
+        services: &crate::server::Services,
+        tracker: &tokio_util::task::TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        match mode {
+            crate::config::TransportMode::Legacy => {
+                SelectedTransport::Legacy(LegacyTransport::new(services))
+            }
+            crate::config::TransportMode::Reliable => {
+                SelectedTransport::Reliable(service::ReliableTransport::spawn(
+                    services,
+                    reliable::Policy::reliable(),
+                    tracker,
+                    shutdown,
+                ))
+            }
+        }
+    }
+}
+
+impl CommandTransport for SelectedTransport {
+    fn name(&self) -> &'static str {
+        match self {
+            SelectedTransport::Legacy(t) => CommandTransport::name(t),
+            SelectedTransport::Reliable(t) => CommandTransport::name(t),
+        }
+    }
+
+    async fn execute(&self, request: CommandRequest, cancel: &CancellationToken) -> CommandReport {
+        match self {
+            SelectedTransport::Legacy(t) => LegacyTransport::execute(t, request, cancel).await,
+            SelectedTransport::Reliable(t) => t.execute(request, cancel).await,
+        }
+    }
 }

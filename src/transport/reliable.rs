@@ -25,10 +25,10 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::backoff::Backoff;
-use super::expect::{attribute, Attribute, Expectation};
+use super::expect::{attribute, Attribute};
 use super::outcome::CommandOutcome;
 use super::queue::{CoalescingQueue, Overflow, Pushed};
-use crate::protocol::{Command, LightState, MsgId, Seq, SeqAllocator};
+use crate::protocol::{Command, MsgId, Seq, SeqAllocator};
 
 /// Transports use msg ids 0x0001–0x7FFF; a session's own requests use 0x8000–0xFFFF.
 pub const TRANSPORT_MSG_MAX: u16 = 0x7FFF;
@@ -154,7 +154,7 @@ enum Phase {
 struct Inflight<S> {
     id: CommandId,
     command: Command,
-    expect: Expectation,
+    deadline: Duration,
     submitted: Instant,
     /// When it left the queue: the deadline counts from here, so a command that waited behind
     /// another still gets its full chance (queue wait is bounded by capacity × deadline).
@@ -169,6 +169,7 @@ struct Inflight<S> {
 struct Pending {
     id: CommandId,
     command: Command,
+    deadline: Duration,
     submitted: Instant,
 }
 
@@ -218,10 +219,12 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
     }
 
     /// Starts (or queues behind the device's command in flight) a command for device `key`.
+    /// `deadline` overrides the policy's for this command (e.g. a caller's own timeout).
     pub fn submit(
         &mut self,
         key: K,
         command: Command,
+        deadline: Option<Duration>,
         now: Instant,
         routes: &impl RouteSource<S, K>,
     ) -> (CommandId, Vec<Action<S, K>>) {
@@ -231,6 +234,7 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
         let pending = Pending {
             id,
             command,
+            deadline: deadline.unwrap_or(self.policy.deadline),
             submitted: now,
         };
         let policy = self.policy;
@@ -281,7 +285,7 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
     ) {
         let inflight = Inflight {
             id: p.id,
-            expect: Expectation::of(&p.command),
+            deadline: p.deadline,
             command: p.command,
             submitted: p.submitted,
             started: now,
@@ -412,21 +416,22 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
         }
     }
 
-    /// A state report (own report, relay record or mesh-info) for device `key`.
-    pub fn on_state(
+    /// A report confirmed command `id` of device `key` (the driver registers the expected state
+    /// with the state store when the command starts; a stale confirmation is ignored).
+    pub fn on_confirmed(
         &mut self,
         key: K,
-        state: &LightState,
+        id: CommandId,
         now: Instant,
         routes: &impl RouteSource<S, K>,
     ) -> Vec<Action<S, K>> {
         let mut actions = Vec::new();
-        let confirmed = self
+        let current = self
             .lanes
             .get(&key)
             .and_then(|l| l.active.as_ref())
-            .is_some_and(|inf| inf.attempts > 0 && inf.expect.confirmed_by(state));
-        if confirmed {
+            .is_some_and(|inf| inf.id == id);
+        if current {
             self.finish(key, CommandOutcome::Success, now, routes, &mut actions);
         }
         actions
@@ -495,7 +500,7 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
         let Some(inf) = self.lanes.get_mut(&key).and_then(|l| l.active.as_mut()) else {
             return false;
         };
-        let deadline = inf.started + policy.deadline;
+        let deadline = inf.started + inf.deadline;
         let retries_left = inf.attempts <= policy.max_retries && inf.command.is_idempotent();
         if !retries_left || now >= deadline {
             let outcome = failure.unwrap_or_else(|| ending(inf));
@@ -514,13 +519,12 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
     /// Advances time: attempt timeouts, backoff expiry, routes that appeared, deadlines.
     pub fn on_tick(&mut self, now: Instant, routes: &impl RouteSource<S, K>) -> Vec<Action<S, K>> {
         let mut actions = Vec::new();
-        let deadline = self.policy.deadline;
         let due: Vec<(K, Phase, bool)> = self
             .lanes
             .iter()
             .filter_map(|(k, l)| l.active.as_ref().map(|inf| (*k, inf)))
             .filter_map(|(k, inf)| {
-                let expired = now >= inf.started + deadline;
+                let expired = now >= inf.started + inf.deadline;
                 let due = match inf.phase {
                     Phase::Awaiting(t) | Phase::Backoff(t) | Phase::NoRoute(t) => now >= t,
                 };
@@ -550,12 +554,11 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
 
     /// The next instant at which [`Self::on_tick`] has something to do.
     pub fn next_wakeup(&self) -> Option<Instant> {
-        let deadline = self.policy.deadline;
         self.lanes
             .values()
             .filter_map(|l| l.active.as_ref())
             .map(|inf| {
-                let end = inf.started + deadline;
+                let end = inf.started + inf.deadline;
                 match inf.phase {
                     Phase::Awaiting(t) | Phase::Backoff(t) | Phase::NoRoute(t) => t.min(end),
                 }
