@@ -14,6 +14,7 @@
 
 mod clock;
 pub mod codec;
+pub mod dedup;
 mod listener;
 pub mod routes;
 pub mod session;

@@ -11,13 +11,12 @@
 //! - [`outcome`]: [`CommandOutcome`], the bridge-wide outcome type.
 //! - [`legacy`]: write once on the preferred route, wait for the `f9` or a confirming report.
 //! - [`reliable`]: the sans-I/O delivery state machine (retries across routes, coalescing),
-//!   with [`dedup`], [`queue`] and [`backoff`] as its parts.
+//!   with [`queue`] and [`backoff`] as its parts.
 //!
 //! The transports must never write to a socket itself, hold a lock across an `.await`, or retry a command that is not
 //! idempotent.
 
 pub mod backoff;
-pub mod dedup;
 mod expect;
 pub mod legacy;
 pub mod outcome;

@@ -68,12 +68,18 @@ impl Session {
                 self.push(0x88, Some(framed.msg), |out| {
                     encode::status_ack(out, framed.msg)
                 });
+                if self.is_retransmit(&framed) {
+                    return;
+                }
                 return self.on_framed(framed);
             }
             Packet::Data(framed) => {
                 self.push(0x7B, Some(framed.msg), |out| {
                     encode::receipt(out, framed.peer, framed.msg)
                 });
+                if self.is_retransmit(&framed) {
+                    return;
+                }
                 return self.on_framed(framed);
             }
             // 0xAB echoes the 0xA3's msg id: it is the 0xA3's answer (§4.8).
@@ -90,6 +96,21 @@ impl Session {
             _ => "unexpected",
         };
         self.ctx.metrics.packet_recv(&self.label, outcome);
+    }
+
+    /// 0x83 and device 0x73 carry a per-connection counter, so a repeat of (peer id, msg id) is a
+    /// retransmit: it was acknowledged above like any packet (the device wants its 0x88/0x7B)
+    /// and is dropped here before it touches routes, state or a waiting command (issue 5).
+    /// 0x43 never comes here: its msg id is constant, and its records are applied idempotently.
+    fn is_retransmit(&mut self, framed: &Framed<'_>) -> bool {
+        let now = std::time::Instant::now();
+        if self.dedup.first_sighting(framed.peer, framed.msg, now) {
+            return false;
+        }
+        tracing::debug!(peer_id = %framed.peer, msg_id = %framed.msg, "retransmit dropped");
+        self.ctx.metrics.idempotent_drop(&self.label);
+        self.ctx.metrics.packet_recv(&self.label, "duplicate");
+        true
     }
 
     fn on_unknown(&mut self, kind: u8) {

@@ -50,6 +50,7 @@ use super::codec::DeviceCodec;
 use super::ServerContext;
 use crate::device::HomeId;
 use crate::protocol::{encode, Command, MsgId, PeerId, SeqAllocator};
+use crate::server::dedup::Dedup;
 use crate::telemetry::SessionGuard;
 
 /// Label used for `device_id` before the hello names the device.
@@ -113,6 +114,8 @@ struct Session {
     commands: mpsc::Sender<SessionCommand>,
     close: Arc<CloseSignal>,
     seq: SeqAllocator,
+    /// Recently seen (peer id, msg id) of counter-carrying packets, to drop retransmits.
+    dedup: Dedup,
     inflight: Inflight,
     out: BytesMut,
     /// Set by a handler to end the session after the current packet.
@@ -164,6 +167,7 @@ impl Session {
             addr,
             device: None,
             label: UNKNOWN_DEVICE.to_owned(),
+            dedup: Dedup::default(),
             home: HomeId::DEFAULT,
             handle: None,
             commands,

@@ -1,4 +1,4 @@
-//! De-duplication of device retransmits (issue 5): a bounded LRU of (peer id, msg id) with a
+//! De-duplication of device retransmits (issue 5), used by each session: a bounded LRU of (peer id, msg id) with a
 //! TTL, for packets that carry a per-session counter (device 0x83 and 0x73).
 //!
 //! A repeat of a key seen within the TTL is a retransmit: the caller still acknowledges it (the
@@ -41,8 +41,9 @@ impl Dedup {
         Dedup {
             capacity,
             ttl,
-            seen: HashMap::with_capacity(capacity),
-            order: VecDeque::with_capacity(capacity),
+            // Grown on demand: one per session, and most sessions see a few packets a minute.
+            seen: HashMap::new(),
+            order: VecDeque::new(),
         }
     }
 
