@@ -30,8 +30,9 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_openssl::SslStream;
 use tokio_util::sync::CancellationToken;
 
-use super::chaos::{BehaviourEngine, Chaos, ChaosCounters, Note, PacketEngine, Partition, Release};
+use super::chaos::{Chaos, ChaosCounters, Note, Partition};
 use super::config::{DeviceKey, Timing};
+use super::engine::{BehaviourEngine, PacketEngine, Release};
 use super::recorder::{PacketLog, Recorder};
 use super::session::{Emit, Logic};
 use super::state::Watch;

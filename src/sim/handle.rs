@@ -181,6 +181,7 @@ pub(crate) struct Inner {
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
     pub recorder: Mutex<Option<Arc<Recorder>>>,
+    pub panics: Arc<std::sync::atomic::AtomicU64>,
     /// Cancels every task when the last handle is dropped without `shutdown`.
     pub _guard: DropGuard,
 }
@@ -289,6 +290,12 @@ impl SimHandle {
             total += s.stats();
         }
         total
+    }
+
+    /// Device tasks that panicked (each is logged; the device is then gone). Zero is the only
+    /// acceptable value: tests assert it under every chaos knob.
+    pub fn panics(&self) -> u64 {
+        self.inner.panics.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Capture records dropped because the file writer fell behind.

@@ -17,7 +17,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::chaos::stream_seed;
+use super::engine::stream_seed;
 use super::profile::{ConnectProfile, ALL_PROFILES};
 use crate::device::catalog::{self, DeviceClass};
 use crate::protocol::{LightState, PeerId};

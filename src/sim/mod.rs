@@ -43,6 +43,7 @@
 pub mod chaos;
 pub mod config;
 mod device;
+mod engine;
 mod handle;
 pub mod home;
 mod packets;

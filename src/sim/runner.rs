@@ -8,18 +8,22 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::chaos::{stream_seed, BehaviourEngine, ChaosCounters, PacketEngine};
+use super::chaos::ChaosCounters;
 use super::config::{DeviceKey, SimConfig, Timing};
 use super::device::{Device, LinkState, Shared, CONTROL_QUEUE};
+use super::engine::{stream_seed, BehaviourEngine, PacketEngine};
 use super::handle::{Inner, SessionHandle, SimError, SimHandle};
 use super::home::{DeviceSpec, WifiSpec};
 use super::packets::{Identity, Packets};
@@ -83,6 +87,7 @@ impl Simulator {
             recorder: recorder.clone(),
             cancel: cancel.clone(),
         };
+        let panics = Arc::new(AtomicU64::new(0));
         let mut sessions = Vec::new();
         let mut by_key = BTreeMap::new();
         let mut index = 0u64;
@@ -91,7 +96,7 @@ impl Simulator {
                 let (device, handle) = ctx.device(home, slot, spec, wifi, index);
                 by_key.insert(handle.key, sessions.len());
                 sessions.push(handle);
-                tracker.spawn(device.run());
+                tracker.spawn(guarded(device.run(), panics.clone(), handle_key(&sessions)));
                 index += 1;
             }
             if config.timing.wall_change_every_ms > 0 {
@@ -119,8 +124,26 @@ impl Simulator {
                 cancel,
                 tracker,
                 recorder: Mutex::new(recorder),
+                panics,
             }),
         })
+    }
+}
+
+fn handle_key(sessions: &[SessionHandle]) -> Option<DeviceKey> {
+    sessions.last().map(SessionHandle::key)
+}
+
+/// Runs a device task, turning a panic into a counted, logged error instead of a silently dead
+/// device: tests assert [`SimHandle::panics`] is zero under every chaos knob.
+async fn guarded(
+    task: impl std::future::Future<Output = ()>,
+    panics: Arc<AtomicU64>,
+    key: Option<DeviceKey>,
+) {
+    if AssertUnwindSafe(task).catch_unwind().await.is_err() {
+        panics.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(device = ?key, "simulated device task panicked");
     }
 }
 

@@ -6,4 +6,5 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod rig;
 pub mod server;

@@ -269,7 +269,14 @@ async fn accept_loop(
         let tcp = tokio::select! {
             _ = cancel.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok((tcp, _)) => {
+                    // Without TCP_NODELAY, Nagle holds a small write until the peer's delayed
+                    // ACK (~40 ms of real time); a paused-clock test is idle meanwhile, and
+                    // tokio then auto-advances virtual time to the next timer (a heartbeat 21 s
+                    // away). Real bridges want NODELAY for latency anyway.
+                    let _ = tcp.set_nodelay(true);
+                    tcp
+                }
                 Err(_) => continue,
             },
         };
