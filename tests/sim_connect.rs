@@ -281,3 +281,47 @@ async fn a_dropped_connection_is_reestablished_after_the_backoff() {
     sim.shutdown().await;
     server.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_recorded_session_reads_back_with_the_decode_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sim-recording.txt");
+    let server = TestServer::start(ServerOptions {
+        open_session: true,
+        ..Default::default()
+    })
+    .await;
+    let mut config = SimConfig::new(6, vec![home()]);
+    config.record = Some(path.clone());
+    let sim = Simulator::start(config, server.addr()).await.unwrap();
+    sim.wait_ready(WAIT).await.unwrap();
+    let conn = server.connection_of(sim.sessions()[0].device_id()).unwrap();
+    conn.send_command(cync_bridge::protocol::Command::Power {
+        target: 1,
+        on: true,
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    sim.shutdown().await;
+    server.shutdown().await;
+
+    let mut out = Vec::new();
+    let args = cync_bridge::cli::decode::DecodeArgs {
+        files: vec![path],
+        summary: true,
+    };
+    assert_eq!(cync_bridge::cli::decode::run(&args, &mut out).unwrap(), 0);
+    let text = String::from_utf8(out).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    let s = &summary["summary"];
+    assert_eq!(s["framing_errors"], 0, "{s}");
+    assert_eq!(s["checksum_failures"], 0, "{s}");
+    for kind in [
+        "0x23", "0x28", "0xa3", "0xab", "0x73", "0x7b", "0x83", "0x43", "0xd3",
+    ] {
+        assert!(
+            s["by_type"][kind].as_u64().unwrap_or(0) > 0,
+            "{kind} in {s}"
+        );
+    }
+}

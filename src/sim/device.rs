@@ -465,6 +465,9 @@ impl Device {
             match next {
                 Ok(packet) => {
                     Counters::inc(&c.packets_received);
+                    // A framed packet is a slice of the read buffer and would keep its whole
+                    // allocation alive while it sits in the log; packets are small, copy them.
+                    let packet = Bytes::copy_from_slice(&packet);
                     self.in_engine
                         .process(now, packet, &mut released, &mut lost);
                 }

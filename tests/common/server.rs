@@ -100,7 +100,8 @@ struct ConnShared {
     id: usize,
     received: Mutex<Vec<Received>>,
     changed: watch::Sender<usize>,
-    tx: mpsc::Sender<Outgoing>,
+    /// `None` once the connection task ended (frees the channel).
+    tx: Mutex<Option<mpsc::Sender<Outgoing>>>,
     seq: Mutex<SeqAllocator>,
     peer: Mutex<Option<PeerId>>,
     closed: AtomicBool,
@@ -235,6 +236,14 @@ impl TestServer {
         }
     }
 
+    /// Forgets the packets of connections that have ended (long tests that measure memory).
+    pub fn forget_closed(&self) {
+        for c in self.connections().iter().filter(|c| c.is_closed()) {
+            c.0.received.lock().unwrap().clear();
+            c.0.received.lock().unwrap().shrink_to_fit();
+        }
+    }
+
     pub fn totals(&self) -> Totals {
         let t = &self.shared.totals;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -287,7 +296,7 @@ async fn accept_loop(
                 id: conns.len(),
                 received: Mutex::new(Vec::new()),
                 changed: watch::Sender::new(0),
-                tx,
+                tx: Mutex::new(Some(tx)),
                 seq: Mutex::new(SeqAllocator::starting_at(0x0100, 0x20)),
                 peer: Mutex::new(None),
                 closed: AtomicBool::new(false),
@@ -357,6 +366,7 @@ async fn serve(
         }
     }
     conn.0.closed.store(true, Ordering::Relaxed);
+    conn.0.tx.lock().unwrap().take();
     conn.0.changed.send_modify(|c| *c += 1);
 }
 
@@ -398,9 +408,10 @@ fn take_packets(
                 continue;
             }
         }
+        // Copied: a framed slice would pin the whole read buffer for as long as it is kept.
         conn.0.received.lock().unwrap().push(Received {
             at: Instant::now(),
-            bytes,
+            bytes: Bytes::copy_from_slice(&bytes),
             read,
         });
         conn.0.changed.send_modify(|c| *c += 1);
@@ -510,13 +521,22 @@ impl Conn {
         ok
     }
 
+    fn sender(&self) -> Option<mpsc::Sender<Outgoing>> {
+        self.0.tx.lock().unwrap().clone()
+    }
+
+    /// Queues bytes for the device (dropped if the connection has ended).
     pub async fn send_raw(&self, bytes: impl Into<Bytes>) {
-        let _ = self.0.tx.send(Outgoing::Bytes(bytes.into())).await;
+        if let Some(tx) = self.sender() {
+            let _ = tx.send(Outgoing::Bytes(bytes.into())).await;
+        }
     }
 
     /// Closes the connection from the server side.
     pub async fn close(&self) {
-        let _ = self.0.tx.send(Outgoing::Close).await;
+        if let Some(tx) = self.sender() {
+            let _ = tx.send(Outgoing::Close).await;
+        }
     }
 
     /// Sends `cmd` with the next msg id / tx of this connection (peer id = the device's id, as
