@@ -17,12 +17,15 @@ struct Cli {
 enum Command {
     /// Split capture files into packets and print them as JSON lines.
     Decode(cli::decode::DecodeArgs),
+    /// Run simulated Cync devices (with optional chaos) against a bridge until interrupted.
+    Sim(Box<cli::sim::SimArgs>),
 }
 
 fn main() -> ExitCode {
     let args = Cli::parse();
     let result = match args.command {
         Command::Decode(a) => cli::decode::run(&a, &mut std::io::stdout().lock()),
+        Command::Sim(a) => cli::sim::run(&a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

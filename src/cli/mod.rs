@@ -3,3 +3,4 @@
 //! allowed here (and in `main`) only: this is the edge where errors become messages for people.
 
 pub mod decode;
+pub mod sim;
