@@ -353,8 +353,10 @@ const BT_TYPES: [u16; 5] = [21, 26, 22, 5, 113];
 /// Generates homes from a seed. The same seed and parameters always give the same homes.
 pub fn generate(params: &GenerateParams, seed: u64) -> Result<Vec<HomeSpec>, HomeError> {
     let per_wifi = 1 + params.mesh_per_device;
-    let total = params.wifi_devices * per_wifi;
-    let min_homes = total.div_ceil(MAX_DEVICES_PER_HOME).max(1);
+    // Homes hold whole Wi-Fi devices with their Bluetooth-only devices, so the minimum count is
+    // by Wi-Fi devices per home, not by total devices (1,000 × 11 needs 46 homes of ≤ 22, not 45).
+    let wifi_per_home = (MAX_DEVICES_PER_HOME / per_wifi).max(1);
+    let min_homes = params.wifi_devices.div_ceil(wifi_per_home).max(1);
     let homes = params.homes.unwrap_or(min_homes).max(1);
     if params.wifi_devices < homes {
         return Err(HomeError::Generate(format!(
@@ -547,6 +549,23 @@ mod tests {
         for t in BT_TYPES {
             assert!(!catalog::lookup(t).wifi, "{t}");
         }
+    }
+
+    #[test]
+    fn the_default_home_count_fits_every_home_even_when_the_split_is_uneven() {
+        let params = GenerateParams {
+            wifi_devices: 1000,
+            mesh_per_device: 10,
+            groups_per_home: 0,
+            ..Default::default()
+        };
+        let homes = generate(&params, 3).unwrap();
+        assert_eq!(homes.len(), 46);
+        assert!(homes
+            .iter()
+            .all(|h| h.devices.len() <= MAX_DEVICES_PER_HOME));
+        let total: usize = homes.iter().map(|h| h.devices.len()).sum();
+        assert_eq!(total, 11_000);
     }
 
     #[test]
