@@ -53,10 +53,7 @@ fn run_server() {
     // and so do we — a load server must never outlive its bench.
     std::thread::spawn(|| {
         let mut sink = String::new();
-        while std::io::stdin()
-            .read_line(&mut sink)
-            .map_or(false, |n| n > 0)
-        {
+        while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {
             sink.clear();
         }
         std::process::exit(0);
