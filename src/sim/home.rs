@@ -416,12 +416,28 @@ fn generate_home(h: usize, wifi: usize, params: &GenerateParams, rng: &mut StdRn
             });
         }
     }
-    // Each Bluetooth-only device is relayed by its own Wi-Fi device and by the next
-    // `reach_redundancy - 1` ones (wrapping), so several bridges reach the same mesh ids.
-    let n = relay_ids.len();
-    for (r, list) in bt_by_relay.iter().enumerate() {
-        for extra in 0..params.reach_redundancy.clamp(1, n.max(1)) {
-            let relay = relay_ids[(r + extra) % n];
+    assign_reach(
+        &mut devices,
+        &relay_ids,
+        &bt_by_relay,
+        params.reach_redundancy,
+    );
+    let groups = random_groups(&devices, params.groups_per_home, rng);
+    devices.sort_by_key(|d| d.mesh_id);
+    HomeSpec {
+        name: format!("home-{h}"),
+        devices,
+        groups,
+    }
+}
+
+/// Each Bluetooth-only device is relayed by its own Wi-Fi device and by the next
+/// `redundancy - 1` ones (wrapping), so several bridges reach the same mesh ids.
+fn assign_reach(devices: &mut [DeviceSpec], relays: &[u16], bt: &[Vec<u16>], redundancy: usize) {
+    let n = relays.len();
+    for (r, list) in bt.iter().enumerate() {
+        for extra in 0..redundancy.clamp(1, n.max(1)) {
+            let relay = relays[(r + extra) % n];
             if let Some(w) = devices
                 .iter_mut()
                 .find(|d| d.mesh_id == relay)
@@ -431,8 +447,13 @@ fn generate_home(h: usize, wifi: usize, params: &GenerateParams, rng: &mut StdRn
             }
         }
     }
+}
+
+/// Groups of up to 16 devices, each device joining a group with probability 0.3 (at least one
+/// member per group).
+fn random_groups(devices: &[DeviceSpec], count: usize, rng: &mut StdRng) -> Vec<GroupSpec> {
     let all: Vec<u16> = devices.iter().map(|d| d.mesh_id).collect();
-    let groups = (0..params.groups_per_home)
+    (0..count)
         .map(|g| {
             let mut members: Vec<u16> = all
                 .iter()
@@ -448,13 +469,7 @@ fn generate_home(h: usize, wifi: usize, params: &GenerateParams, rng: &mut StdRn
                 members,
             }
         })
-        .collect();
-    devices.sort_by_key(|d| d.mesh_id);
-    HomeSpec {
-        name: format!("home-{h}"),
-        devices,
-        groups,
-    }
+        .collect()
 }
 
 fn random_state(type_id: u16, rng: &mut StdRng) -> LightState {

@@ -42,6 +42,7 @@ mod stream {
     pub const LOGIC: u64 = 5;
     pub const START: u64 = 6;
     pub const WALL: u64 = 7;
+    pub const RSSI: u64 = 8;
 }
 
 /// Entry point of the simulator.
@@ -56,24 +57,7 @@ impl Simulator {
         let connector = Arc::new(super::tls::build_connector()?);
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
-        let recorder = match &config.record {
-            Some(path) => {
-                let (recorder, writer) =
-                    Recorder::open(path.clone())
-                        .await
-                        .map_err(|source| SimError::Record {
-                            path: path.clone(),
-                            source,
-                        })?;
-                tracker.spawn(async move {
-                    if let Err(e) = writer.await {
-                        tracing::warn!(error = %e, "capture file writer failed");
-                    }
-                });
-                Some(Arc::new(recorder))
-            }
-            None => None,
-        };
+        let recorder = open_recorder(&config, &tracker).await?;
         let homes: Vec<Arc<HomeRuntime>> = config
             .homes
             .iter()
@@ -88,27 +72,7 @@ impl Simulator {
             cancel: cancel.clone(),
         };
         let panics = Arc::new(AtomicU64::new(0));
-        let mut sessions = Vec::new();
-        let mut by_key = BTreeMap::new();
-        let mut index = 0u64;
-        for home in &homes {
-            for (slot, (spec, wifi)) in home.spec.wifi_devices().enumerate() {
-                let (device, handle) = ctx.device(home, slot, spec, wifi, index);
-                by_key.insert(handle.key, sessions.len());
-                sessions.push(handle);
-                tracker.spawn(guarded(device.run(), panics.clone(), handle_key(&sessions)));
-                index += 1;
-            }
-            if config.timing.wall_change_every_ms > 0 {
-                let seed = stream_seed(config.seed, home.index as u64, stream::WALL);
-                tracker.spawn(wall_switches(
-                    home.clone(),
-                    Timing::ms(config.timing.wall_change_every_ms),
-                    seed,
-                    cancel.clone(),
-                ));
-            }
-        }
+        let (sessions, by_key) = ctx.spawn_all(&homes, &tracker, &panics);
         tracing::info!(
             homes = homes.len(),
             wifi_devices = sessions.len(),
@@ -130,8 +94,27 @@ impl Simulator {
     }
 }
 
-fn handle_key(sessions: &[SessionHandle]) -> Option<DeviceKey> {
-    sessions.last().map(SessionHandle::key)
+/// Opens the capture file, if one is configured, and spawns its writer.
+async fn open_recorder(
+    config: &SimConfig,
+    tracker: &TaskTracker,
+) -> Result<Option<Arc<Recorder>>, SimError> {
+    let Some(path) = &config.record else {
+        return Ok(None);
+    };
+    let (recorder, writer) =
+        Recorder::open(path.clone())
+            .await
+            .map_err(|source| SimError::Record {
+                path: path.clone(),
+                source,
+            })?;
+    tracker.spawn(async move {
+        if let Err(e) = writer.await {
+            tracing::warn!(error = %e, "capture file writer failed");
+        }
+    });
+    Ok(Some(Arc::new(recorder)))
 }
 
 /// Runs a device task, turning a panic into a counted, logged error instead of a silently dead
@@ -139,7 +122,7 @@ fn handle_key(sessions: &[SessionHandle]) -> Option<DeviceKey> {
 async fn guarded(
     task: impl std::future::Future<Output = ()>,
     panics: Arc<AtomicU64>,
-    key: Option<DeviceKey>,
+    key: DeviceKey,
 ) {
     if AssertUnwindSafe(task).catch_unwind().await.is_err() {
         panics.fetch_add(1, Ordering::Relaxed);
@@ -156,6 +139,38 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Spawns every device task (and each home's wall-switch scheduler); returns the handles.
+    fn spawn_all(
+        &self,
+        homes: &[Arc<HomeRuntime>],
+        tracker: &TaskTracker,
+        panics: &Arc<AtomicU64>,
+    ) -> (Vec<SessionHandle>, BTreeMap<DeviceKey, usize>) {
+        let config = self.config;
+        let mut sessions = Vec::new();
+        let mut by_key = BTreeMap::new();
+        let mut index = 0u64;
+        for home in homes {
+            for (slot, (spec, wifi)) in home.spec.wifi_devices().enumerate() {
+                let (device, handle) = self.device(home, slot, spec, wifi, index);
+                by_key.insert(handle.key, sessions.len());
+                tracker.spawn(guarded(device.run(), panics.clone(), handle.key));
+                sessions.push(handle);
+                index += 1;
+            }
+            if config.timing.wall_change_every_ms > 0 {
+                let seed = stream_seed(config.seed, home.index as u64, stream::WALL);
+                tracker.spawn(wall_switches(
+                    home.clone(),
+                    Timing::ms(config.timing.wall_change_every_ms),
+                    seed,
+                    self.cancel.clone(),
+                ));
+            }
+        }
+        (sessions, by_key)
+    }
+
     /// Builds the task and the handle of the Wi-Fi device in `slot` of `home`; `index` numbers
     /// devices across homes for their RNG streams.
     fn device(
@@ -173,44 +188,15 @@ impl Ctx<'_> {
             mesh_id: spec.mesh_id,
         };
         let chaos = cfg.chaos_for(key).clone();
-        let mut start_rng = StdRng::seed_from_u64(seed(stream::START));
-        let identity = Identity {
-            mesh_id: spec.mesh_id,
-            type_id: spec.type_id,
-            device_id: wifi.device_id,
-            auth_code: wifi.auth_code.clone(),
-            firmware: wifi.firmware.clone(),
-            reach: wifi.reach.clone(),
-            rssi: start_rng.gen_range(-53..=-31),
-        };
-        let counters = Arc::new(Counters::default());
         let shared = Arc::new(Shared {
-            counters: counters.clone(),
+            counters: Arc::new(Counters::default()),
             log: PacketLog::new(cfg.behaviour.log_capacity),
             to_bridge: Arc::new(ChaosCounters::default()),
             from_bridge: Arc::new(ChaosCounters::default()),
             link: watch::Sender::new(LinkState::Connecting),
         });
-        let logic = Logic::new(
-            home.clone(),
-            slot,
-            Packets::new(identity, cfg.behaviour.stuffing.into()),
-            LogicSettings {
-                profile: wifi.profile,
-                relay_responds: cfg.behaviour.relay_responds,
-                report_delay: Timing::ms(cfg.timing.report_delay_ms),
-                counter_policy: cfg.behaviour.counters,
-                seed: seed(stream::LOGIC),
-            },
-            counters,
-        );
+        let logic = self.logic(home, slot, spec, wifi, index, shared.counters.clone());
         let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-        let spread = cfg.timing.connect_spread_ms;
-        let start_delay = Timing::ms(if spread > 0 {
-            start_rng.gen_range(0..spread)
-        } else {
-            0
-        });
         let handle = SessionHandle {
             key,
             device_id: wifi.device_id,
@@ -219,6 +205,8 @@ impl Ctx<'_> {
             link: shared.link.subscribe(),
             home: home.clone(),
         };
+        let to_bridge = shared.to_bridge.clone();
+        let from_bridge = shared.from_bridge.clone();
         let device = Device {
             key,
             addr: self.bridge,
@@ -227,12 +215,12 @@ impl Ctx<'_> {
             out_engine: PacketEngine::new(
                 chaos.to_bridge.clone(),
                 seed(stream::TO_BRIDGE),
-                shared.to_bridge.clone(),
+                to_bridge,
             ),
             in_engine: PacketEngine::new(
                 chaos.from_bridge.clone(),
                 seed(stream::FROM_BRIDGE),
-                shared.from_bridge.clone(),
+                from_bridge,
             ),
             behaviour: BehaviourEngine::new(&chaos, seed(stream::RECEIPTS), seed(stream::LINK)),
             blackhole_ms: chaos.link.blackhole_ms,
@@ -242,10 +230,54 @@ impl Ctx<'_> {
             timing: cfg.timing.clone(),
             recorder: self.recorder.clone(),
             cancel: self.cancel.child_token(),
-            start_delay,
+            start_delay: self.start_delay(seed(stream::START)),
             offline: false,
         };
         (device, handle)
+    }
+
+    /// The protocol behaviour of one device.
+    fn logic(
+        &self,
+        home: &Arc<HomeRuntime>,
+        slot: usize,
+        spec: &DeviceSpec,
+        wifi: &WifiSpec,
+        index: u64,
+        counters: Arc<Counters>,
+    ) -> Logic {
+        let cfg = self.config;
+        let mut rng = StdRng::seed_from_u64(stream_seed(cfg.seed, index, stream::RSSI));
+        let identity = Identity {
+            mesh_id: spec.mesh_id,
+            type_id: spec.type_id,
+            device_id: wifi.device_id,
+            auth_code: wifi.auth_code.clone(),
+            firmware: wifi.firmware.clone(),
+            reach: wifi.reach.clone(),
+            rssi: rng.gen_range(-53..=-31),
+        };
+        Logic::new(
+            home.clone(),
+            slot,
+            Packets::new(identity, cfg.behaviour.stuffing.into()),
+            LogicSettings {
+                profile: wifi.profile,
+                relay_responds: cfg.behaviour.relay_responds,
+                report_delay: Timing::ms(cfg.timing.report_delay_ms),
+                counter_policy: cfg.behaviour.counters,
+                seed: stream_seed(cfg.seed, index, stream::LOGIC),
+            },
+            counters,
+        )
+    }
+
+    /// When a device first connects: uniformly within `connect_spread_ms`.
+    fn start_delay(&self, seed: u64) -> Duration {
+        match self.config.timing.connect_spread_ms {
+            0 => Duration::ZERO,
+            spread => Timing::ms(StdRng::seed_from_u64(seed).gen_range(0..spread)),
+        }
     }
 }
 
