@@ -384,6 +384,46 @@ async fn broken_headers_desynchronise_the_bridge_framer_and_the_device_carries_o
 }
 
 #[tokio::test(start_paused = true)]
+async fn corruption_from_the_bridge_of_every_kind_is_counted_and_survived() {
+    // 600 commands + acks, 0.1 each kind: sd ≈ 0.012; tolerance 0.04.
+    let rig = Rig::new(|_| {}).await;
+    rig.device()
+        .set_chaos(from_bridge(PacketChaos {
+            corrupt_checksum: 0.1,
+            corrupt_fixed: 0.1,
+            corrupt_header: 0.1,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    rig.commands(600).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let c = rig.device().chaos_from_bridge();
+    assert_rate("checksum", c.corrupt_checksum, c.offered, 0.1, 0.04);
+    assert_rate("fixed", c.corrupt_fixed, c.offered, 0.1, 0.04);
+    assert_rate("header", c.corrupt_header, c.offered, 0.1, 0.04);
+    let s = rig.device().stats();
+    assert!(
+        s.frame_errors > 0 && s.junk_events + s.decode_errors > 0,
+        "{s:?}"
+    );
+    // Content changed under a valid checksum can still be a valid command (for another id,
+    // or another state): some are applied, none twice, and the link survives.
+    assert!(rig.sim.applied(KEY) < 600);
+    rig.device().set_chaos(Chaos::default()).await.unwrap();
+    let seq = rig.conn.send_command(Command::MeshAck).await;
+    rig.conn
+        .wait_for(
+            0,
+            WAIT,
+            |p| matches!(p, Packet::Receipt { msg, .. } if *msg == seq.msg),
+        )
+        .await
+        .expect("still talking");
+    rig.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn bogus_packets_are_injected_at_the_configured_rate() {
     // n ≥ 2,000 at 0.05: sd ≈ 0.005; tolerance 0.015.
     let rig = Rig::new(chatty).await;

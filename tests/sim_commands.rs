@@ -47,7 +47,9 @@ async fn start(config: SimConfig) -> (TestServer, SimHandle) {
 
 async fn conn_of(server: &TestServer, sim: &SimHandle, mesh_id: u16) -> Conn {
     let id = sim.session(key(mesh_id)).unwrap().device_id();
-    server.wait_connection_of(id, None, WAIT).await
+    let conn = server.wait_connection_of(id, None, WAIT).await;
+    assert_eq!(sim.session_by_device_id(id).unwrap().key(), key(mesh_id));
+    conn
 }
 
 fn response_tx(p: &Packet<'_>) -> Option<(u32, u8)> {

@@ -215,6 +215,15 @@ impl SimHandle {
             .and_then(|i| self.inner.sessions.get(*i))
     }
 
+    /// The Wi-Fi device whose 0x23 carries `device_id` (how a bridge test maps a connection
+    /// back to a simulated device).
+    pub fn session_by_device_id(&self, device_id: PeerId) -> Option<&SessionHandle> {
+        self.inner
+            .sessions
+            .iter()
+            .find(|s| s.device_id == device_id)
+    }
+
     /// Number of homes.
     pub fn home_count(&self) -> usize {
         self.inner.homes.len()
