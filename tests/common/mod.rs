@@ -1,5 +1,14 @@
-//! Helpers shared by integration tests.
+//! Helpers shared by the integration tests: a minimal bridge-like server built only from the
+//! codec and `server::tls::build_acceptor` ([`server`]), access to the real captures in
+//! `../shared/fixtures` ([`fixtures`], [`shared_fixture`]) and a private Mosquitto broker
+//! ([`Mosquitto`]).
+//!
+//! Each test binary uses a different subset, so unused helpers are expected here.
 #![allow(dead_code)]
+
+pub mod fixtures;
+pub mod rig;
+pub mod server;
 
 use std::path::PathBuf;
 
