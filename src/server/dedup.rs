@@ -13,19 +13,33 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::{MsgId, PeerId};
 
+/// (peer id, msg id, fingerprint of the packet's bytes). A retransmit is byte-identical; the
+/// fingerprint keeps two *different* frames that share a msg id (a multi-frame mesh-info
+/// response might — only single-frame ones were captured) from being taken for one.
+type Key = (PeerId, MsgId, u64);
+
+/// FNV-1a over `bytes`: cheap, and collisions between a packet and its neighbours are
+/// irrelevant here (a collision would only make a distinct packet look new... or old: the
+/// msg id must match too).
+pub fn fingerprint(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Default capacity (issue 5: 1,000 entries).
 pub const DEFAULT_CAPACITY: usize = 1_000;
 /// Default time to live (issue 5: 5 minutes).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
-/// Bounded, time-limited memory of recently seen (peer id, msg id) pairs.
+/// Bounded, time-limited memory of recently seen packets.
 #[derive(Debug)]
 pub struct Dedup {
     capacity: usize,
     ttl: Duration,
-    seen: HashMap<(PeerId, MsgId), Instant>,
+    seen: HashMap<Key, Instant>,
     // Insertion order; an entry is live only if `seen` still holds the same instant for it.
-    order: VecDeque<((PeerId, MsgId), Instant)>,
+    order: VecDeque<(Key, Instant)>,
 }
 
 impl Default for Dedup {
@@ -47,10 +61,10 @@ impl Dedup {
         }
     }
 
-    /// Records `key` and says whether it is new. `false` means a retransmit within the TTL.
-    pub fn first_sighting(&mut self, peer: PeerId, msg: MsgId, now: Instant) -> bool {
+    /// Records a packet and says whether it is new. `false` means a retransmit within the TTL.
+    pub fn first_sighting(&mut self, peer: PeerId, msg: MsgId, print: u64, now: Instant) -> bool {
         self.expire(now);
-        let key = (peer, msg);
+        let key = (peer, msg, print);
         if self.seen.contains_key(&key) {
             return false;
         }
@@ -107,18 +121,28 @@ mod tests {
     fn a_repeat_within_the_ttl_is_a_retransmit() {
         let t0 = Instant::now();
         let mut d = Dedup::new(10, Duration::from_secs(300));
-        assert!(d.first_sighting(P, MsgId([0, 1, 0]), t0));
-        assert!(!d.first_sighting(P, MsgId([0, 1, 0]), t0 + Duration::from_secs(299)));
-        assert!(d.first_sighting(P, MsgId([0, 2, 0]), t0));
-        assert!(d.first_sighting(PeerId([9, 9, 9, 9]), MsgId([0, 1, 0]), t0));
+        assert!(d.first_sighting(P, MsgId([0, 1, 0]), 0, t0));
+        assert!(!d.first_sighting(P, MsgId([0, 1, 0]), 0, t0 + Duration::from_secs(299)));
+        assert!(d.first_sighting(P, MsgId([0, 2, 0]), 0, t0));
+        assert!(d.first_sighting(PeerId([9, 9, 9, 9]), MsgId([0, 1, 0]), 0, t0));
+    }
+
+    #[test]
+    fn different_frames_sharing_a_msg_id_are_not_retransmits() {
+        let t0 = Instant::now();
+        let mut d = Dedup::default();
+        let m = MsgId([0, 7, 0]);
+        assert!(d.first_sighting(P, m, fingerprint(b"frame one"), t0));
+        assert!(d.first_sighting(P, m, fingerprint(b"frame two"), t0));
+        assert!(!d.first_sighting(P, m, fingerprint(b"frame one"), t0));
     }
 
     #[test]
     fn after_the_ttl_the_same_key_is_new_again() {
         let t0 = Instant::now();
         let mut d = Dedup::new(10, Duration::from_secs(300));
-        assert!(d.first_sighting(P, MsgId([0, 1, 0]), t0));
-        assert!(d.first_sighting(P, MsgId([0, 1, 0]), t0 + Duration::from_secs(300)));
+        assert!(d.first_sighting(P, MsgId([0, 1, 0]), 0, t0));
+        assert!(d.first_sighting(P, MsgId([0, 1, 0]), 0, t0 + Duration::from_secs(300)));
         assert_eq!(d.len(), 1);
     }
 
@@ -127,12 +151,12 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Dedup::new(3, Duration::from_secs(300));
         for i in 0..10u16 {
-            assert!(d.first_sighting(P, MsgId::from_counter(i), t0));
+            assert!(d.first_sighting(P, MsgId::from_counter(i), 0, t0));
             assert!(d.len() <= 3);
         }
         // 7, 8, 9 remain; 0 was evicted and counts as new.
-        assert!(!d.first_sighting(P, MsgId::from_counter(9), t0));
-        assert!(d.first_sighting(P, MsgId::from_counter(0), t0));
+        assert!(!d.first_sighting(P, MsgId::from_counter(9), 0, t0));
+        assert!(d.first_sighting(P, MsgId::from_counter(0), 0, t0));
         assert!(d.order.len() <= 4, "order queue stays bounded");
     }
 }

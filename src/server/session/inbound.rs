@@ -12,6 +12,7 @@ use crate::protocol::{
 };
 use crate::server::clock;
 use crate::server::codec::Inbound;
+use crate::server::dedup::fingerprint;
 use crate::server::routes::RouteKind;
 use crate::telemetry::redact_auth_code;
 
@@ -68,7 +69,7 @@ impl Session {
                 self.push(0x88, Some(framed.msg), |out| {
                     encode::status_ack(out, framed.msg)
                 });
-                if self.is_retransmit(&framed) {
+                if self.is_retransmit(&framed, bytes) {
                     return;
                 }
                 return self.on_framed(framed);
@@ -77,7 +78,7 @@ impl Session {
                 self.push(0x7B, Some(framed.msg), |out| {
                     encode::receipt(out, framed.peer, framed.msg)
                 });
-                if self.is_retransmit(&framed) {
+                if self.is_retransmit(&framed, bytes) {
                     return;
                 }
                 return self.on_framed(framed);
@@ -98,13 +99,17 @@ impl Session {
         self.ctx.metrics.packet_recv(&self.label, outcome);
     }
 
-    /// 0x83 and device 0x73 carry a per-connection counter, so a repeat of (peer id, msg id) is a
-    /// retransmit: it was acknowledged above like any packet (the device wants its 0x88/0x7B)
+    /// 0x83 and device 0x73 carry a per-connection counter, so a byte-identical repeat of the
+    /// same (peer id, msg id) is a retransmit: it was acknowledged above like any packet (the device wants its 0x88/0x7B)
     /// and is dropped here before it touches routes, state or a waiting command (issue 5).
     /// 0x43 never comes here: its msg id is constant, and its records are applied idempotently.
-    fn is_retransmit(&mut self, framed: &Framed<'_>) -> bool {
+    fn is_retransmit(&mut self, framed: &Framed<'_>, bytes: &[u8]) -> bool {
         let now = std::time::Instant::now();
-        if self.dedup.first_sighting(framed.peer, framed.msg, now) {
+        let print = fingerprint(bytes);
+        if self
+            .dedup
+            .first_sighting(framed.peer, framed.msg, print, now)
+        {
             return false;
         }
         tracing::debug!(peer_id = %framed.peer, msg_id = %framed.msg, "retransmit dropped");
