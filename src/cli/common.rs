@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{self, Config, ConfigFile, TransportMode};
+use crate::config::{self, Config, ConfigFile};
 use crate::telemetry::logging;
 
 /// Exit status for an invalid configuration (the message names the key).
@@ -46,11 +46,7 @@ pub fn init_logging(config: &Config) -> anyhow::Result<()> {
     if let Some(reason) = &config.timezone.fallback_reason {
         tracing::warn!(%reason, "using UTC for the device clock (0xC8)");
     }
-    if config.transport.mode == TransportMode::Reliable {
-        tracing::info!(
-            "transport.mode = \"reliable\" arrives with issue 5; commands use the legacy path"
-        );
-    }
+    tracing::info!(transport = config.transport.mode.as_str(), "command path");
     Ok(())
 }
 
