@@ -139,8 +139,13 @@ async fn toggle(config: &Config, args: &ToggleArgs) -> anyhow::Result<CommandRep
     let report = match routed {
         Ok(()) => {
             let mode = args.transport.unwrap_or(config.transport.mode);
-            let transport =
-                SelectedTransport::start(mode, &services, &tracker, shutdown.child_token());
+            let transport = SelectedTransport::start(
+                mode,
+                config.transport.reliable,
+                &services,
+                &tracker,
+                shutdown.child_token(),
+            );
             transport.execute(request, &cancel).await
         }
         Err(outcome) => {

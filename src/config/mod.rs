@@ -33,6 +33,9 @@ use std::time::Duration;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 
+use crate::transport::backoff::Backoff;
+use crate::transport::queue::Overflow;
+use crate::transport::reliable::Policy;
 pub use raw::RawConfig;
 use raw::{RawServer, RawState, RawTelemetry, RawTransport};
 pub use value::IpNet;
@@ -170,6 +173,8 @@ pub struct TransportConfig {
     pub mode: TransportMode,
     /// Overall deadline of one command, from submission to outcome.
     pub command_timeout: Duration,
+    /// The reliable path's policy (attempt timeout, retries, backoff, per-device queue).
+    pub reliable: crate::transport::reliable::Policy,
 }
 
 /// `[state]`.
@@ -383,10 +388,52 @@ impl Check<'_> {
                 ))
             }
         };
+        let command_timeout =
+            self.positive_duration("transport.command_timeout", &r.command_timeout)?;
+        let overflow = match r.overflow.as_str() {
+            "reject" => Overflow::Reject,
+            "drop_oldest" => Overflow::DropOldest,
+            other => {
+                return Err(self.fail(
+                    "transport.overflow",
+                    format!("{other:?} is not a policy (expected \"reject\" or \"drop_oldest\")"),
+                ))
+            }
+        };
+        if !(0.0..=1.0).contains(&r.backoff_jitter) {
+            return Err(self.fail(
+                "transport.backoff_jitter",
+                format!("{} is not a fraction between 0 and 1", r.backoff_jitter),
+            ));
+        }
+        let max_retries = u32::try_from(r.max_retries)
+            .ok()
+            .filter(|n| *n <= 10)
+            .ok_or_else(|| {
+                self.fail(
+                    "transport.max_retries",
+                    format!("{} is too many (at most 10)", r.max_retries),
+                )
+            })?;
+        let reliable = Policy {
+            name: "reliable",
+            attempt_timeout: self
+                .positive_duration("transport.attempt_timeout", &r.attempt_timeout)?,
+            max_retries,
+            backoff: Backoff {
+                base: self.positive_duration("transport.backoff_base", &r.backoff_base)?,
+                cap: self.positive_duration("transport.backoff_cap", &r.backoff_cap)?,
+                jitter: r.backoff_jitter,
+            },
+            deadline: command_timeout,
+            coalesce: true,
+            queue_capacity: self.count("transport.device_queue", r.device_queue)?.get(),
+            overflow,
+        };
         Ok(TransportConfig {
             mode,
-            command_timeout: self
-                .positive_duration("transport.command_timeout", &r.command_timeout)?,
+            command_timeout,
+            reliable,
         })
     }
 

@@ -125,6 +125,13 @@ impl Default for RawTelemetry {
 pub struct RawTransport {
     pub mode: String,
     pub command_timeout: DurationText,
+    pub attempt_timeout: DurationText,
+    pub max_retries: u64,
+    pub backoff_base: DurationText,
+    pub backoff_cap: DurationText,
+    pub backoff_jitter: f64,
+    pub device_queue: u64,
+    pub overflow: String,
 }
 
 impl Default for RawTransport {
@@ -132,6 +139,13 @@ impl Default for RawTransport {
         RawTransport {
             mode: "reliable".to_owned(),
             command_timeout: "5s".into(),
+            attempt_timeout: "1500ms".into(),
+            max_retries: 3,
+            backoff_base: "250ms".into(),
+            backoff_cap: "5s".into(),
+            backoff_jitter: 0.2,
+            device_queue: 16,
+            overflow: "reject".to_owned(),
         }
     }
 }

@@ -128,9 +128,10 @@ pub enum SelectedTransport {
 }
 
 impl SelectedTransport {
-    /// Starts the path for `mode` over the bridge's services.
+    /// Starts the path for `mode` over the bridge's services (`policy`: the reliable path's).
     pub fn start(
         mode: crate::config::TransportMode,
+        policy: reliable::Policy,
         services: &crate::server::Services,
         tracker: &tokio_util::task::TaskTracker,
         shutdown: CancellationToken,
@@ -139,14 +140,9 @@ impl SelectedTransport {
             crate::config::TransportMode::Legacy => {
                 SelectedTransport::Legacy(LegacyTransport::new(services))
             }
-            crate::config::TransportMode::Reliable => {
-                SelectedTransport::Reliable(service::ReliableTransport::spawn(
-                    services,
-                    reliable::Policy::reliable(),
-                    tracker,
-                    shutdown,
-                ))
-            }
+            crate::config::TransportMode::Reliable => SelectedTransport::Reliable(
+                service::ReliableTransport::spawn(services, policy, tracker, shutdown),
+            ),
         }
     }
 }
