@@ -22,6 +22,8 @@ enum Command {
     /// Switch one device on or off through this process's own listener (stop `serve` first)
     /// and print the outcome as one JSON line.
     Toggle(cli::toggle::ToggleArgs),
+    /// Run simulated Cync devices (with optional chaos) against a bridge until interrupted.
+    Sim(Box<cli::sim::SimArgs>),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
         Command::Decode(a) => cli::decode::run(&a, &mut std::io::stdout().lock()),
         Command::Serve(a) => cli::serve::run(&a),
         Command::Toggle(a) => cli::toggle::run(&a, &mut std::io::stdout()),
+        Command::Sim(a) => cli::sim::run(&a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -5,4 +5,5 @@
 pub mod common;
 pub mod decode;
 pub mod serve;
+pub mod sim;
 pub mod toggle;
