@@ -1,3 +1,5 @@
+//! Loading and validation: defaults, the shipped file, layering, and one error per bad key.
+
 use figment::providers::{Format, Serialized, Toml};
 
 use super::*;

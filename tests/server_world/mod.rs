@@ -325,6 +325,8 @@ async fn answer_loop(
     answer: Answer,
     seen: mpsc::Sender<Command>,
 ) {
+    // The device's own msg counter (§3.2): every packet it sends gets a fresh value, as real
+    // devices do; a repeated one is a retransmission and the bridge may drop it.
     let mut counter: u16 = 0x100;
     while let Some(packet) = device.receive().await {
         let mut out = BytesMut::new();
@@ -336,13 +338,13 @@ async fn answer_loop(
                     continue;
                 };
                 let _ = seen.try_send(command);
-                counter += 1;
                 let reply = Reply {
                     peer: framed.peer,
                     msg: framed.msg,
                     tx: frame.tx,
-                    own_msg: MsgId::from_counter(counter),
+                    own_msg: counter,
                 };
+                counter = counter.wrapping_add(Reply::MSGS_PER_ANSWER);
                 reply.answer(&mut out, device.id, &command, own, &relays, answer);
             }
             _ => {}
@@ -357,10 +359,19 @@ struct Reply {
     peer: PeerId,
     msg: MsgId,
     tx: u32,
-    own_msg: MsgId,
+    /// First of the device's own msg counter values this answer may use.
+    own_msg: u16,
 }
 
 impl Reply {
+    /// Own msg ids one answer may use (mesh-info chunks, or a response and a report).
+    const MSGS_PER_ANSWER: u16 = 32;
+
+    /// The device's `n`-th own msg id of this answer.
+    fn own(&self, n: usize) -> MsgId {
+        MsgId::from_counter(self.own_msg.wrapping_add(n as u16))
+    }
+
     fn answer(
         &self,
         out: &mut BytesMut,
@@ -375,11 +386,14 @@ impl Reply {
                 encode::receipt(out, self.peer, self.msg);
                 let mut records = vec![mesh_record(own, 0x89)];
                 records.extend(relays.iter().map(|m| mesh_record(*m, 0)));
-                for chunk in records.chunks(encode::MAX_MESH_RECORDS_PER_FRAME) {
+                for (n, chunk) in records
+                    .chunks(encode::MAX_MESH_RECORDS_PER_FRAME)
+                    .enumerate()
+                {
                     encode::mesh_info_response(
                         out,
                         self.peer,
-                        self.own_msg,
+                        self.own(n),
                         self.tx,
                         chunk,
                         Stuffing::Raw,
@@ -410,7 +424,7 @@ impl Reply {
             Answer::Silent => {}
             Answer::ReceiptOnly => encode::receipt(out, self.peer, self.msg),
             Answer::Full => {
-                encode::response(out, self.peer, self.own_msg, self.tx, 0xD0, Stuffing::Raw);
+                encode::response(out, self.peer, self.own(0), self.tx, 0xD0, Stuffing::Raw);
                 encode::receipt(out, self.peer, self.msg);
                 if target == own {
                     let spec = StateReportSpec {
@@ -420,7 +434,7 @@ impl Reply {
                         online: true,
                         state,
                     };
-                    encode::state_report(out, id, self.own_msg, &spec, Stuffing::Raw);
+                    encode::state_report(out, id, self.own(1), &spec, Stuffing::Raw);
                 } else {
                     relay_record(out, id, target, own, state);
                 }

@@ -1,3 +1,5 @@
+//! The store's promises: idempotent updates, one event per change, bounded waiters, lagging.
+
 use super::*;
 use crate::device::key::HomeId;
 

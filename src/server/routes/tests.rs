@@ -1,3 +1,5 @@
+//! Route preference, failover when a session goes, replacement on reconnect, waiting.
+
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -99,14 +101,12 @@ fn routes_are_not_learned_for_unregistered_sessions() {
 
 #[tokio::test(start_paused = true)]
 async fn waiting_for_a_route_ends_when_one_is_learned() {
-    let routes = Arc::new(Routes::new(Metrics::new()));
+    let routes = Routes::new(Metrics::new());
     routes.register(handle(1, 1));
-    let waiter = {
-        let routes = routes.clone();
-        tokio::spawn(async move { routes.wait_for(&key(3)).await.id() })
-    };
-    tokio::task::yield_now().await;
-    assert!(!waiter.is_finished());
+    let wanted = key(3);
+    let waiter = routes.wait_for(&wanted);
+    tokio::pin!(waiter);
+    assert!(futures::poll!(&mut waiter).is_pending());
     routes.learn(SessionId(1), [(key(3), RouteKind::Relay)]);
-    assert_eq!(waiter.await.unwrap(), SessionId(1));
+    assert_eq!(waiter.await.id(), SessionId(1));
 }

@@ -10,6 +10,7 @@ use figment::providers::{Format, Serialized, Toml};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{self, RawConfig};
 use crate::device::StateStore;
@@ -39,7 +40,7 @@ fn context(extra: &str) -> Arc<ServerContext> {
 fn start(ctx: &Arc<ServerContext>) -> DuplexStream {
     let (device, bridge) = tokio::io::duplex(64 * 1024);
     let addr = "192.0.2.1:40000".parse().unwrap();
-    tokio::spawn(super::run(
+    TaskTracker::new().spawn(super::run(
         Arc::clone(ctx),
         bridge,
         addr,
