@@ -25,7 +25,7 @@ pub const ESCAPE: u8 = 0x7D;
 /// Smallest frame: start, tx (4), dir, op, N, pad, checksum, end with an empty payload.
 pub const MIN_FRAME_LEN: usize = 11;
 
-/// The frame's direction/kind byte (B[4]).
+/// The frame's direction/kind byte (`B[4]`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum FrameDir {
     /// `f8`: a request (normally server → device).
@@ -66,7 +66,7 @@ impl FrameDir {
 pub struct Frame<'a> {
     /// True for the firmware frame whose start byte is 0x00 instead of 0x7E (PROTOCOL.md §7.6).
     pub firmware_start: bool,
-    /// Transaction id, B[0..3] read little-endian (PROTOCOL.md §6.1: LE is inferred).
+    /// Transaction id, `B[0..3]` read little-endian (PROTOCOL.md §6.1: LE is inferred).
     pub tx: u32,
     /// Direction/kind byte.
     pub dir: FrameDir,
