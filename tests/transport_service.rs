@@ -110,3 +110,21 @@ async fn silence_everywhere_ends_in_timeout_and_no_relay_in_no_route() {
     let report = transport.execute(request, &CancellationToken::new()).await;
     assert_eq!(report.outcome, CommandOutcome::NoRoute);
 }
+
+#[tokio::test]
+async fn shutdown_is_not_held_up_by_commands_that_already_ended() {
+    let bridge = Bridge::start("").await;
+    let _wifi = AutoDevice::start(bridge.addr, 1, 26, vec![44], Answer::ResponseOnly).await;
+    routed(&bridge, 44, 1).await;
+    let transport = reliable(&bridge);
+    // Confirmed by the f9 response; no report of the new state ever comes.
+    let report = transport
+        .execute(power(44, true), &CancellationToken::new())
+        .await;
+    assert_eq!(report.outcome, CommandOutcome::Success);
+    bridge.shutdown.cancel();
+    bridge.tracker.close();
+    tokio::time::timeout(Duration::from_secs(10), bridge.tracker.wait())
+        .await
+        .expect("every task ends after shutdown");
+}

@@ -67,6 +67,7 @@ impl ReliableTransport {
             pending: HashMap::new(),
             updates_tx,
             confirm_tx,
+            tracker: tracker.clone(),
         };
         tracker.spawn(driver.run(submissions, updates, confirmations, shutdown));
         ReliableTransport {
@@ -120,6 +121,9 @@ struct Waiting {
     request: CommandRequest,
     reply: oneshot::Sender<CommandReport>,
     report: CommandReport,
+    /// Stops this command's confirmation waiter when the command ends another way, so the
+    /// store's waiter slot is freed and shutdown never waits on it.
+    watch: CancellationToken,
 }
 
 struct Driver {
@@ -130,6 +134,8 @@ struct Driver {
     pending: HashMap<CommandId, Waiting>,
     updates_tx: mpsc::Sender<CommandUpdate>,
     confirm_tx: mpsc::Sender<(DeviceKey, CommandId, ReportSource)>,
+    /// Where the small confirmation waiters run, so shutdown waits for them too.
+    tracker: TaskTracker,
 }
 
 impl Driver {
@@ -187,6 +193,7 @@ impl Driver {
                 request: s.request,
                 reply: s.reply,
                 report,
+                watch: CancellationToken::new(),
             },
         );
         self.act(actions);
@@ -322,12 +329,20 @@ impl Driver {
                 return;
             }
         };
+        let Some(watch) = self.pending.get(&id).map(|w| w.watch.clone()) else {
+            return;
+        };
         let confirm = self.confirm_tx.clone();
-        // Ends when the report arrives or when the store drops the waiter; small and bounded by
-        // state.max_waiters.
-        tokio::spawn(async move {
-            if let Ok(c) = waiter.await {
-                let _ = confirm.send((key, id, c.source)).await;
+        // Ends when the report arrives or when the command ends another way (`watch`); dropping
+        // the receiver releases the store's waiter. Small, and bounded by state.max_waiters.
+        self.tracker.spawn(async move {
+            tokio::select! {
+                c = waiter => {
+                    if let Ok(c) = c {
+                        let _ = confirm.send((key, id, c.source)).await;
+                    }
+                }
+                () = watch.cancelled() => {}
             }
         });
     }
@@ -343,6 +358,7 @@ impl Driver {
         let Some(mut w) = self.pending.remove(&id) else {
             return;
         };
+        w.watch.cancel();
         let name = self.transport.policy().name;
         w.report.outcome = outcome;
         w.report.latency = latency;

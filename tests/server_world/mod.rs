@@ -282,6 +282,8 @@ pub enum Answer {
     /// Receipt, then a relay record for the target (a Bluetooth-only device behind a relay):
     /// no `f9`.
     RelayRecordOnly,
+    /// `f9` response + receipt and no report (a relay whose target never reports back).
+    ResponseOnly,
     /// Only the 0x7B receipt.
     ReceiptOnly,
     /// Nothing.
@@ -423,6 +425,10 @@ impl Reply {
         match answer {
             Answer::Silent => {}
             Answer::ReceiptOnly => encode::receipt(out, self.peer, self.msg),
+            Answer::ResponseOnly => {
+                encode::response(out, self.peer, self.own(0), self.tx, 0xD0, Stuffing::Raw);
+                encode::receipt(out, self.peer, self.msg);
+            }
             Answer::Full => {
                 encode::response(out, self.peer, self.own(0), self.tx, 0xD0, Stuffing::Raw);
                 encode::receipt(out, self.peer, self.msg);
