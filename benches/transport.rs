@@ -8,7 +8,6 @@
 //! Run: `cargo bench --bench transport`
 
 #[path = "../tests/server_world/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod server_world;
 
 use std::sync::Arc;
