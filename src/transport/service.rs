@@ -186,6 +186,18 @@ impl Driver {
             Instant::now().into_std(),
             &routes,
         );
+        // Submitting cancels a command only when the device's queue is full (the refused or the
+        // dropped oldest one): that is the per-device queue overflowing, so count it.
+        for action in &actions {
+            if let Action::Complete {
+                key,
+                outcome: CommandOutcome::Cancelled,
+                ..
+            } = action
+            {
+                self.metrics.queue_full(&key.to_string(), "transport");
+            }
+        }
         let report = report(&s.request, CommandOutcome::Timeout, Duration::ZERO);
         self.pending.insert(
             id,
