@@ -49,6 +49,9 @@ pub enum ReportSource {
     RelayRecord,
     /// `f9 52` mesh-info record (§7.4).
     MeshInfo,
+    /// The device's `f9` response to a set-state command: it executed the command, so the
+    /// commanded fields are its state now, even if the report that follows is lost (§6.10).
+    CommandResponse,
 }
 
 impl ReportSource {
@@ -59,6 +62,7 @@ impl ReportSource {
             ReportSource::SelfRecord => "self_record",
             ReportSource::RelayRecord => "relay_record",
             ReportSource::MeshInfo => "mesh_info",
+            ReportSource::CommandResponse => "command_response",
         }
     }
 }
@@ -127,6 +131,24 @@ impl Expectation {
             }
             _ => None,
         }
+    }
+
+    /// `state` with the commanded fields set (what a device that executed the command is in).
+    pub fn applied_to(&self, mut state: DeviceState) -> DeviceState {
+        let l = &mut state.light;
+        if let Some(on) = self.on {
+            l.on = on;
+        }
+        if let Some(b) = self.brightness {
+            l.brightness = b;
+        }
+        if let Some(t) = self.temperature {
+            l.temperature = t;
+        }
+        if let Some(rgb) = self.rgb {
+            l.rgb = rgb;
+        }
+        state
     }
 
     /// True when `state` shows everything this expectation asks for.

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use super::reliable::{Action, CommandId, Policy, Transport};
 use super::{CommandOutcome, CommandReport, CommandRequest, ConfirmedBy};
-use crate::device::{DeviceKey, Expectation, ReportSource, StateStore};
+use crate::device::{DeviceKey, DeviceState, Expectation, Report, ReportSource, StateStore};
 use crate::protocol::{Command, Seq};
 use crate::server::{
     CommandEvent, CommandToken, CommandUpdate, Routes, Services, SessionCommand, SessionId,
@@ -374,6 +374,11 @@ impl Driver {
         let name = self.transport.policy().name;
         w.report.outcome = outcome;
         w.report.latency = latency;
+        if outcome == CommandOutcome::Success
+            && w.report.confirmed_by == Some(ConfirmedBy::Response)
+        {
+            self.apply_confirmed(key, &w.request.command);
+        }
         if outcome != CommandOutcome::Success {
             w.report.confirmed_by = None;
         }
@@ -393,6 +398,25 @@ impl Driver {
             tracing::warn!(correlation_id = %w.request.correlation, device = %key, %outcome, latency_ms, attempts, transport = name, "command failed");
         }
         let _ = w.reply.send(w.report);
+    }
+}
+
+impl Driver {
+    /// The device executed a set-state command (its `f9`): store the commanded state, so a
+    /// lost or corrupted report afterwards cannot leave the bridge showing the old one.
+    fn apply_confirmed(&self, key: DeviceKey, command: &Command) {
+        let Some(expect) = Expectation::for_command(command) else {
+            return;
+        };
+        let current = self.state.get(&key).unwrap_or(DeviceState {
+            online: true,
+            ..DeviceState::default()
+        });
+        self.state.apply(Report {
+            key,
+            state: expect.applied_to(current),
+            source: ReportSource::CommandResponse,
+        });
     }
 }
 
