@@ -416,6 +416,14 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
         }
     }
 
+    /// True when `id` is the command `key` has in flight (not queued, not ended).
+    fn is_active(&self, key: K, id: CommandId) -> bool {
+        self.lanes
+            .get(&key)
+            .and_then(|l| l.active.as_ref())
+            .is_some_and(|inf| inf.id == id)
+    }
+
     /// A report confirmed command `id` of device `key` (the driver registers the expected state
     /// with the state store when the command starts; a stale confirmation is ignored).
     pub fn on_confirmed(
@@ -426,12 +434,7 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
         routes: &impl RouteSource<S, K>,
     ) -> Vec<Action<S, K>> {
         let mut actions = Vec::new();
-        let current = self
-            .lanes
-            .get(&key)
-            .and_then(|l| l.active.as_ref())
-            .is_some_and(|inf| inf.id == id);
-        if current {
+        if self.is_active(key, id) {
             self.finish(key, CommandOutcome::Success, now, routes, &mut actions);
         }
         actions
@@ -473,12 +476,7 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
         routes: &impl RouteSource<S, K>,
     ) -> Vec<Action<S, K>> {
         let mut actions = Vec::new();
-        let is_active = self
-            .lanes
-            .get(&key)
-            .and_then(|l| l.active.as_ref())
-            .is_some_and(|inf| inf.id == id);
-        if is_active {
+        if self.is_active(key, id) {
             let failure = Some(CommandOutcome::SendError);
             self.retry_or_end(key, now, routes, &mut actions, true, failure);
         }
