@@ -134,9 +134,9 @@ fn bridge_device_has_diagnostic_sensors() {
     check("bridge", &bridge_configs(&topics(), &opts()));
 }
 
-#[test]
-fn legacy_color_mode_flag_is_only_for_old_home_assistant() {
-    let desc = EntityDescription {
+/// A full-colour lamp with nothing optional known, for the option tests.
+fn bare_lamp() -> EntityDescription<'static> {
+    EntityDescription {
         key: EntityKey {
             home: 1,
             kind: EntityKind::Device,
@@ -148,7 +148,12 @@ fn legacy_color_mode_flag_is_only_for_old_home_assistant() {
         wifi_mac: None,
         firmware: None,
         area: None,
-    };
+    }
+}
+
+#[test]
+fn legacy_color_mode_flag_is_only_for_old_home_assistant() {
+    let desc = bare_lamp();
     let mut o = opts();
     assert!(entity_configs(&desc, &topics(), &o)[0]
         .payload
@@ -163,19 +168,7 @@ fn legacy_color_mode_flag_is_only_for_old_home_assistant() {
 
 #[test]
 fn mired_mode_advertises_a_mired_range_for_ha_before_2025_1() {
-    let desc = EntityDescription {
-        key: EntityKey {
-            home: 1,
-            kind: EntityKind::Device,
-            id: 5,
-        },
-        name: "Lamp",
-        model: lookup(137),
-        ble_mac: None,
-        wifi_mac: None,
-        firmware: None,
-        area: None,
-    };
+    let desc = bare_lamp();
     let mut o = opts();
     o.color_temp_unit = ColorTempUnit::Mired;
     let p = &entity_configs(&desc, &topics(), &o)[0].payload;

@@ -26,19 +26,15 @@ async fn loss_to_the_bridge_in_bursts_drops_the_expected_fraction() {
     // n ≥ 4,000, bursts of 3: sd ≈ 0.009; tolerance 0.03.
     let rig = Rig::new(chatty).await;
     let (p, burst) = (0.05, 3);
-    rig.device()
-        .set_chaos(to_bridge(PacketChaos {
+    rig.offer_to_bridge(
+        PacketChaos {
             loss: p,
             loss_burst: burst,
             ..Default::default()
-        }))
-        .await
-        .unwrap();
-    rig.run_until(Duration::from_secs(3600), |r| {
-        r.device().chaos_to_bridge().offered >= 4000
-    })
+        },
+        4000,
+    )
     .await;
-    rig.stop_device().await;
     let c = rig.device().chaos_to_bridge();
     let b = f64::from(burst);
     assert_rate(
@@ -93,18 +89,14 @@ async fn loss_from_the_bridge_hides_packets_from_the_device() {
 async fn duplicates_to_the_bridge_arrive_twice() {
     // n ≥ 3,000 at 0.1: sd ≈ 0.0055; tolerance 0.02.
     let rig = Rig::new(chatty).await;
-    rig.device()
-        .set_chaos(to_bridge(PacketChaos {
+    rig.offer_to_bridge(
+        PacketChaos {
             duplicate: 0.1,
             ..Default::default()
-        }))
-        .await
-        .unwrap();
-    rig.run_until(Duration::from_secs(3600), |r| {
-        r.device().chaos_to_bridge().offered >= 3000
-    })
+        },
+        3000,
+    )
     .await;
-    rig.stop_device().await;
     let c = rig.device().chaos_to_bridge();
     assert_rate("duplicated", c.duplicated, c.offered, 0.1, 0.02);
     // Every packet since the connection started went through the engine.
@@ -159,19 +151,15 @@ async fn duplicated_commands_are_acknowledged_twice_and_applied_once() {
 async fn reordered_reports_reach_the_bridge_out_of_order() {
     // n ≥ 3,000 at 0.05: sd ≈ 0.004; tolerance 0.015.
     let rig = Rig::new(reporting).await;
-    rig.device()
-        .set_chaos(to_bridge(PacketChaos {
+    rig.offer_to_bridge(
+        PacketChaos {
             reorder: 0.05,
             reorder_window: 2,
             ..Default::default()
-        }))
-        .await
-        .unwrap();
-    rig.run_until(Duration::from_secs(3600), |r| {
-        r.device().chaos_to_bridge().offered >= 3000
-    })
+        },
+        3000,
+    )
     .await;
-    rig.stop_device().await;
     let c = rig.device().chaos_to_bridge();
     assert_rate("reordered", c.reordered, c.offered, 0.05, 0.015);
     // 0x83 msg ids count up; a reordered 0x83 shows up as a step backwards at the server.
@@ -268,18 +256,14 @@ async fn latency_and_jitter_delay_each_direction() {
 async fn corrupt_checksums_fail_exactly_the_corrupted_frames_at_the_bridge() {
     // n ≥ 3,000 at 0.1: sd ≈ 0.0055; tolerance 0.02.
     let rig = Rig::new(reporting).await;
-    rig.device()
-        .set_chaos(to_bridge(PacketChaos {
+    rig.offer_to_bridge(
+        PacketChaos {
             corrupt_checksum: 0.1,
             ..Default::default()
-        }))
-        .await
-        .unwrap();
-    rig.run_until(Duration::from_secs(3600), |r| {
-        r.device().chaos_to_bridge().offered >= 3000
-    })
+        },
+        3000,
+    )
     .await;
-    rig.stop_device().await;
     let c = rig.device().chaos_to_bridge();
     assert_rate("corrupted", c.corrupt_checksum, c.offered, 0.1, 0.02);
     let framed = rig.noted(Direction::DeviceToServer, Note::CorruptChecksum, 0x83) as u64;
@@ -330,18 +314,14 @@ async fn corrupted_commands_get_a_receipt_and_are_not_applied() {
 async fn corruption_with_fixed_checksum_passes_the_checksum_but_changes_content() {
     // n ≥ 3,000 at 0.1: sd ≈ 0.0055; tolerance 0.02.
     let rig = Rig::new(reporting).await;
-    rig.device()
-        .set_chaos(to_bridge(PacketChaos {
+    rig.offer_to_bridge(
+        PacketChaos {
             corrupt_fixed: 0.1,
             ..Default::default()
-        }))
-        .await
-        .unwrap();
-    rig.run_until(Duration::from_secs(3600), |r| {
-        r.device().chaos_to_bridge().offered >= 3000
-    })
+        },
+        3000,
+    )
     .await;
-    rig.stop_device().await;
     let c = rig.device().chaos_to_bridge();
     assert_rate("corrupted", c.corrupt_fixed, c.offered, 0.1, 0.02);
     assert!(rig.noted(Direction::DeviceToServer, Note::CorruptFixed, 0x83) > 0);

@@ -55,6 +55,17 @@ impl Rig {
         }
     }
 
+    /// Applies `knobs` to the device's traffic towards the bridge, lets it run until `packets`
+    /// have been offered to the chaos engine, then stops the device so the server has read all.
+    pub async fn offer_to_bridge(&self, knobs: PacketChaos, packets: u64) {
+        self.device().set_chaos(to_bridge(knobs)).await.unwrap();
+        self.run_until(Duration::from_secs(3600), |r| {
+            r.device().chaos_to_bridge().offered >= packets
+        })
+        .await;
+        self.stop_device().await;
+    }
+
     /// Takes the device offline (FIN) so that everything it wrote has been read by the server.
     pub async fn stop_device(&self) {
         self.device().set_offline(true).await.unwrap();
