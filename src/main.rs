@@ -15,6 +15,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Print the effective configuration (defaults, file, environment) with secrets redacted.
+    Config(cli::config::ConfigCmdArgs),
     /// Split capture files into packets and print them as JSON lines.
     Decode(cli::decode::DecodeArgs),
     /// Run the bridge: the device listener (TLS, port 23779) and /metrics + /healthz.
@@ -29,6 +31,7 @@ enum Command {
 fn main() -> ExitCode {
     let args = Cli::parse();
     let result = match args.command {
+        Command::Config(a) => cli::config::run(&a, &mut std::io::stdout()),
         Command::Decode(a) => cli::decode::run(&a, &mut std::io::stdout().lock()),
         Command::Serve(a) => cli::serve::run(&a),
         Command::Toggle(a) => cli::toggle::run(&a, &mut std::io::stdout()),

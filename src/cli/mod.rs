@@ -3,6 +3,7 @@
 //! allowed here (and in `main`) only: this is the edge where errors become messages for people.
 
 pub mod common;
+pub mod config;
 pub mod decode;
 pub mod serve;
 pub mod sim;

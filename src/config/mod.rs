@@ -37,7 +37,8 @@ use crate::transport::backoff::Backoff;
 use crate::transport::queue::Overflow;
 use crate::transport::reliable::Policy;
 pub use raw::RawConfig;
-use raw::{RawServer, RawState, RawTelemetry, RawTransport};
+pub use raw::RawOverride;
+use raw::{RawDevices, RawMqtt, RawServer, RawState, RawTelemetry, RawTransport};
 pub use value::IpNet;
 use value::{parse_device_id, parse_duration, DurationText};
 
@@ -60,6 +61,8 @@ pub const SECTIONS: &[&str] = &[
     "telemetry",
     "transport",
     "state",
+    "mqtt",
+    "devices",
 ];
 
 /// The validated configuration.
@@ -79,6 +82,55 @@ pub struct Config {
     pub transport: TransportConfig,
     /// `[state]`.
     pub state: StateConfig,
+    /// `[mqtt]`.
+    pub mqtt: MqttConfig,
+    /// `[devices]`.
+    pub devices: DevicesConfig,
+}
+
+/// `[mqtt]`: the broker connection and the shape of what Home Assistant sees.
+#[derive(Clone, Debug)]
+pub struct MqttConfig {
+    /// `false` runs the device side only (no broker connection at all).
+    pub enabled: bool,
+    /// The URL as configured (for messages; never contains the password).
+    pub url: String,
+    /// Connection settings, validated.
+    pub settings: crate::mqtt::client::MqttSettings,
+    /// Discovery prefix shared with every other integration (`homeassistant`).
+    pub discovery_prefix: String,
+    /// Root of this bridge's own topics (`cync`).
+    pub base_topic: String,
+    /// Names this bridge instance inside discovery topics; stale-config cleanup only ever
+    /// touches configs under it.
+    pub node_id: String,
+    /// Wait after Home Assistant's birth message before re-publishing (HA subscribes first).
+    pub birth_delay: Duration,
+    /// Wait after start before removing retained discovery configs of devices that are no
+    /// longer known (gives devices seen only on the wire time to connect).
+    pub cleanup_delay: Duration,
+    /// Kelvin (HA 2025.1+) or mireds (older releases) in discovery, state and commands.
+    pub color_temp_unit: crate::mqtt::units::ColorTempUnit,
+    /// Emit `color_mode: true` in light discovery (HA 2024.3 requires it; later releases warn).
+    pub legacy_color_mode_flag: bool,
+}
+
+/// `[devices]`: the device list and availability hysteresis.
+#[derive(Clone, Debug)]
+pub struct DevicesConfig {
+    /// A `cync_mesh.yaml` export, or our own YAML/TOML device file.
+    pub file: Option<PathBuf>,
+    /// Devices listed in the config itself (`[devices.homes.<name>]`), as parsed JSON.
+    pub homes: serde_json::Map<String, serde_json::Value>,
+    /// Per-device name/area/disabled overrides keyed by `"<mesh>"` or `"<home>-<mesh>"`.
+    pub overrides: std::collections::BTreeMap<String, RawOverride>,
+    /// A device reported offline for this long becomes unavailable (one missed report never
+    /// flaps it).
+    pub offline_grace: Duration,
+    /// A device no connected relay reaches for this long becomes unavailable.
+    pub route_grace: Duration,
+    /// How long a group command waits for its members to confirm.
+    pub group_confirm_timeout: Duration,
 }
 
 /// The 0xC8 time zone and how it was chosen (so the caller can log a fallback once logging is
@@ -278,6 +330,8 @@ pub fn validate(figment: &Figment) -> Result<Config, ConfigError> {
         telemetry: check.telemetry(&raw.telemetry)?,
         transport: check.transport(&raw.transport)?,
         state: check.state(&raw.state)?,
+        mqtt: check.mqtt(&raw.mqtt)?,
+        devices: check.devices(&raw.devices)?,
     })
 }
 
@@ -441,6 +495,116 @@ impl Check<'_> {
         Ok(StateConfig {
             event_queue: self.count("state.event_queue", r.event_queue)?,
             max_waiters: self.count("state.max_waiters", r.max_waiters)?,
+        })
+    }
+
+    fn mqtt(&self, r: &RawMqtt) -> Result<MqttConfig, ConfigError> {
+        use crate::mqtt::client::{parse_url, MqttSettings, MqttTls};
+        let (host, port, tls) =
+            parse_url(r.url.trim()).map_err(|e| self.fail("mqtt.url", e.to_string()))?;
+        let topic = |key: &str, value: &str| -> Result<String, ConfigError> {
+            let v = value.trim().trim_end_matches('/');
+            if v.is_empty() || v.contains(['+', '#']) || v.starts_with('/') {
+                return Err(self.fail(
+                    key,
+                    format!("{value:?} must be a topic without wildcards, e.g. \"cync\""),
+                ));
+            }
+            Ok(v.to_owned())
+        };
+        let base_topic = topic("mqtt.base_topic", &r.base_topic)?;
+        let discovery_prefix = topic("mqtt.discovery_prefix", &r.discovery_prefix)?;
+        let node_id = r.node_id.trim().to_owned();
+        if node_id.is_empty()
+            || !node_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(self.fail(
+                "mqtt.node_id",
+                format!("{:?} must be letters, digits, _ or - only", r.node_id),
+            ));
+        }
+        let path = |v: &str| (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));
+        let (client_cert, client_key) = (path(&r.client_cert), path(&r.client_key));
+        if client_cert.is_some() != client_key.is_some() {
+            return Err(self.fail(
+                "mqtt.client_cert",
+                "client_cert and client_key must be set together",
+            ));
+        }
+        let tls = tls.then(|| MqttTls {
+            ca: path(&r.ca_file),
+            client_cert,
+            client_key,
+        });
+        let color_temp_unit = match r.color_temp_unit.as_str() {
+            "kelvin" => crate::mqtt::units::ColorTempUnit::Kelvin,
+            "mired" | "mireds" => crate::mqtt::units::ColorTempUnit::Mired,
+            other => {
+                return Err(self.fail(
+                    "mqtt.color_temp_unit",
+                    format!("{other:?} is not a unit (expected \"kelvin\" or \"mired\")"),
+                ))
+            }
+        };
+        let reconnect_min = self.positive_duration("mqtt.reconnect_min", &r.reconnect_min)?;
+        let reconnect_max = self.positive_duration("mqtt.reconnect_max", &r.reconnect_max)?;
+        let keep_alive = self.positive_duration("mqtt.keep_alive", &r.keep_alive)?;
+        if keep_alive < Duration::from_secs(5) {
+            return Err(self.fail("mqtt.keep_alive", "must be at least 5s"));
+        }
+        let non_empty = |v: &str| (!v.is_empty()).then(|| v.to_owned());
+        let client_id =
+            non_empty(r.client_id.trim()).unwrap_or_else(|| format!("cync-bridge-{node_id}"));
+        Ok(MqttConfig {
+            enabled: r.enabled,
+            url: r.url.trim().to_owned(),
+            settings: MqttSettings {
+                host,
+                port,
+                tls,
+                username: non_empty(&r.username),
+                password: non_empty(&r.password),
+                client_id,
+                keep_alive,
+                reconnect_min,
+                reconnect_max: reconnect_max.max(reconnect_min),
+                outbox_capacity: 4096,
+                events_capacity: 1024,
+            },
+            discovery_prefix,
+            base_topic,
+            node_id,
+            birth_delay: self.duration("mqtt.birth_delay", &r.birth_delay)?,
+            cleanup_delay: self.duration("mqtt.cleanup_delay", &r.cleanup_delay)?,
+            color_temp_unit,
+            legacy_color_mode_flag: r.legacy_color_mode_flag,
+        })
+    }
+
+    fn devices(&self, r: &RawDevices) -> Result<DevicesConfig, ConfigError> {
+        for key in r.overrides.keys() {
+            let ok = match key.split_once('-') {
+                Some((home, mesh)) => home.parse::<u64>().is_ok() && mesh.parse::<u16>().is_ok(),
+                None => key.parse::<u16>().is_ok(),
+            };
+            if !ok {
+                return Err(self.fail(
+                    &format!("devices.overrides.{key}"),
+                    "override keys are a mesh id (\"12\") or home id and mesh id (\"1234-12\")",
+                ));
+            }
+        }
+        let file = r.file.trim();
+        Ok(DevicesConfig {
+            file: (!file.is_empty()).then(|| PathBuf::from(file)),
+            homes: r.homes.clone().into_iter().collect(),
+            overrides: r.overrides.clone(),
+            offline_grace: self.positive_duration("devices.offline_grace", &r.offline_grace)?,
+            route_grace: self.positive_duration("devices.route_grace", &r.route_grace)?,
+            group_confirm_timeout: self
+                .positive_duration("devices.group_confirm_timeout", &r.group_confirm_timeout)?,
         })
     }
 

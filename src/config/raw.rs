@@ -29,6 +29,10 @@ pub struct RawConfig {
     pub transport: RawTransport,
     /// `[state]`.
     pub state: RawState,
+    /// `[mqtt]`.
+    pub mqtt: RawMqtt,
+    /// `[devices]`.
+    pub devices: RawDevices,
 }
 
 impl Default for RawConfig {
@@ -41,6 +45,8 @@ impl Default for RawConfig {
             telemetry: RawTelemetry::default(),
             transport: RawTransport::default(),
             state: RawState::default(),
+            mqtt: RawMqtt::default(),
+            devices: RawDevices::default(),
         }
     }
 }
@@ -166,4 +172,97 @@ impl Default for RawState {
             max_waiters: 4096,
         }
     }
+}
+
+/// `[mqtt]`: the broker and the Home Assistant discovery contract.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // documented key by key in config/cync-bridge.toml
+pub struct RawMqtt {
+    pub enabled: bool,
+    pub url: String,
+    pub username: String,
+    pub password: String,
+    pub client_id: String,
+    pub keep_alive: DurationText,
+    pub ca_file: String,
+    pub client_cert: String,
+    pub client_key: String,
+    pub reconnect_min: DurationText,
+    pub reconnect_max: DurationText,
+    pub discovery_prefix: String,
+    pub base_topic: String,
+    pub node_id: String,
+    pub birth_delay: DurationText,
+    pub cleanup_delay: DurationText,
+    pub color_temp_unit: String,
+    pub legacy_color_mode_flag: bool,
+}
+
+impl Default for RawMqtt {
+    fn default() -> Self {
+        RawMqtt {
+            enabled: true,
+            url: "mqtt://127.0.0.1:1883".to_owned(),
+            username: String::new(),
+            password: String::new(),
+            client_id: String::new(),
+            keep_alive: "30s".into(),
+            ca_file: String::new(),
+            client_cert: String::new(),
+            client_key: String::new(),
+            reconnect_min: "1s".into(),
+            reconnect_max: "60s".into(),
+            discovery_prefix: "homeassistant".to_owned(),
+            base_topic: "cync".to_owned(),
+            node_id: "cync_bridge".to_owned(),
+            birth_delay: "2s".into(),
+            cleanup_delay: "60s".into(),
+            color_temp_unit: "kelvin".to_owned(),
+            legacy_color_mode_flag: false,
+        }
+    }
+}
+
+/// `[devices]`: which devices exist, what they are called, and when they count as unavailable.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // documented key by key in config/cync-bridge.toml
+pub struct RawDevices {
+    pub file: String,
+    pub offline_grace: DurationText,
+    pub route_grace: DurationText,
+    pub group_confirm_timeout: DurationText,
+    /// Native device list, same shape as the file's `homes` section.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub homes: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Per-device overrides keyed by mesh id (`"12"`) or home and mesh id (`"1234-12"`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub overrides: std::collections::BTreeMap<String, RawOverride>,
+}
+
+impl Default for RawDevices {
+    fn default() -> Self {
+        RawDevices {
+            file: String::new(),
+            offline_grace: "10s".into(),
+            route_grace: "10s".into(),
+            group_confirm_timeout: "5s".into(),
+            homes: Default::default(),
+            overrides: Default::default(),
+        }
+    }
+}
+
+/// One per-device override.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // documented in config/cync-bridge.toml
+pub struct RawOverride {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
 }
