@@ -184,6 +184,10 @@ fn busy_registry() -> Metrics {
     metrics.command("reliable", "success");
     metrics.command_latency("reliable", Duration::from_millis(90));
     metrics.command_latency("legacy", Duration::from_secs(3));
+    metrics.mqtt_connected().set(1);
+    metrics.mqtt_published("state");
+    metrics.mqtt_command("invalid");
+    metrics.devices_available().set(4);
     session.close("idle_timeout");
     metrics
 }
@@ -211,6 +215,10 @@ fn every_family_is_announced_with_help_and_type_before_its_samples() {
         ("tcp_comm_queue_full_total", "counter"),
         ("tcp_comm_command_total", "counter"),
         ("tcp_comm_command_latency_seconds", "histogram"),
+        ("tcp_comm_mqtt_connected", "gauge"),
+        ("tcp_comm_mqtt_published_total", "counter"),
+        ("tcp_comm_mqtt_commands_total", "counter"),
+        ("tcp_comm_devices_available", "gauge"),
     ];
     assert_eq!(families.len(), expected.len());
     for (name, kind) in expected {
@@ -364,7 +372,7 @@ fn device_ids_beyond_the_cap_are_recorded_as_other() {
 #[test]
 fn a_fresh_registry_renders_every_family_without_samples() {
     let families = parse(&Metrics::new().render());
-    assert_eq!(families.len(), 19);
+    assert_eq!(families.len(), 23);
     for (name, family) in &families {
         assert!(family.help.is_some() && family.kind.is_some(), "{name}");
         let unlabelled_gauge_or_counter = matches!(
@@ -374,6 +382,8 @@ fn a_fresh_registry_renders_every_family_without_samples() {
                 | "tcp_comm_sessions_opened_total"
                 | "tcp_comm_send_queue_size"
                 | "tcp_comm_recv_queue_size"
+                | "tcp_comm_mqtt_connected"
+                | "tcp_comm_devices_available"
         );
         assert_eq!(
             family.samples.len(),

@@ -3,7 +3,9 @@
 //! Start-up order: configuration (exit 2 on a bad value), logs, the device listener (TLS
 //! certificate generated on first start), `/metrics` and `/healthz`. Shutdown: one cancellation
 //! token ends the accept loop, every session (each closes visibly) and the telemetry endpoint;
-//! the task tracker is then awaited with a deadline. MQTT joins in issue 6.
+//! the task tracker is then awaited with a deadline. The MQTT bridge (discovery, state,
+//! commands) runs beside the device server unless `mqtt.enabled = false`; a broker that is down
+//! never stops the device side.
 
 use std::sync::Arc;
 
@@ -13,11 +15,14 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::common::EXIT_CONFIG;
 use super::common::{self, ConfigArgs};
+use crate::bridge::{self, BridgeSettings, Registry};
 use crate::config::Config;
 use crate::device::StateStore;
 use crate::server::{DeviceServer, Services};
 use crate::telemetry::{self, Health, Metrics};
+use crate::transport::SelectedTransport;
 
 /// Arguments of `cync-bridge serve`.
 #[derive(Debug, clap::Args)]
@@ -43,6 +48,16 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     let services = Services::new(&config, metrics.clone());
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let registry = match Registry::load(&config.devices) {
+        Ok(registry) => registry,
+        Err(error) => {
+            eprintln!("cync-bridge: device list: {error}");
+            return Ok(EXIT_CONFIG);
+        }
+    };
+    for warning in &registry.warnings {
+        tracing::warn!(%warning, "device list");
+    }
 
     let server = DeviceServer::bind(&config, &services, shutdown.clone()).await?;
     let endpoint = TcpListener::bind(config.telemetry.listen)
@@ -62,6 +77,32 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         health.clone(),
         shutdown.clone(),
     ));
+    if config.mqtt.enabled {
+        let transport = Arc::new(SelectedTransport::start(
+            config.transport.mode,
+            config.transport.reliable,
+            &services,
+            &tracker,
+            shutdown.clone(),
+        ));
+        let settings = BridgeSettings::from_config(&config);
+        if let Err(error) = bridge::spawn(
+            settings,
+            registry,
+            &services,
+            transport,
+            &tracker,
+            shutdown.clone(),
+        ) {
+            eprintln!("cync-bridge: mqtt: {error}");
+            shutdown.cancel();
+            common::drain(&tracker).await;
+            return Ok(EXIT_CONFIG);
+        }
+        tracing::info!(broker = %config.mqtt.url, "mqtt bridge started");
+    } else {
+        tracing::info!("mqtt disabled (mqtt.enabled = false): device side only");
+    }
     tracker.spawn(log_state_changes(
         Arc::clone(&services.state),
         shutdown.clone(),
@@ -76,7 +117,7 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Logs every device state change (until issue 6 publishes them to MQTT). A lag only loses log
+/// Logs every device state change at debug level (MQTT publishes them). A lag only loses log
 /// lines; the store itself is always current.
 async fn log_state_changes(state: Arc<StateStore>, shutdown: CancellationToken) {
     let mut changes = state.subscribe();
@@ -87,7 +128,7 @@ async fn log_state_changes(state: Arc<StateStore>, shutdown: CancellationToken) 
             change = changes.recv() => change,
         };
         match change {
-            Ok(change) => tracing::info!(
+            Ok(change) => tracing::debug!(
                 device = %change.key,
                 on = change.current.light.on,
                 brightness = change.current.light.brightness,

@@ -1,12 +1,13 @@
 //! Per-device availability with hysteresis, so Home Assistant neither flaps on one missed
 //! report nor shows a dead device as alive (users' pain point #3).
 //!
-//! Two inputs decide it: whether any connected Wi-Fi device can reach the device (routes), and
-//! the online flags devices report (state reports, 0x43 records: a powered-off Bluetooth bulb
-//! behind a live relay is reported with its online flag cleared). A device becomes unavailable
-//! after `offline_reports` consecutive offline reports (legacy uses 3, PROTOCOL.md §7.7), or once
-//! it has had no route for `route_grace` (a relay reconnecting takes ≈2.6 s, §9.5). One online
-//! report with a route makes it available again at once.
+//! Two inputs decide it: whether any connected Wi-Fi device reaches the device (routes), and
+//! the online flag of its last report (state reports, 0x43 records: a powered-off Bluetooth bulb
+//! behind a live relay is reported with the flag cleared). A device becomes available at once
+//! when it is online and reachable; it becomes unavailable only after it has been reported
+//! offline for `offline_grace`, or been unreachable for `route_grace` (a relay reconnecting
+//! takes ≈2.6 s, PROTOCOL.md §9.5). Time-based rather than a count of offline reports because
+//! the state store emits changes, not repeats: a bulb that stays off produces one event.
 //!
 //! Pure: time is an argument; changes are returned for the caller to publish.
 
@@ -17,8 +18,8 @@ use std::time::{Duration, Instant};
 /// Hysteresis settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AvailabilityPolicy {
-    /// Consecutive offline reports before a device is marked unavailable.
-    pub offline_reports: u32,
+    /// How long a device may be reported offline before it is marked unavailable.
+    pub offline_grace: Duration,
     /// How long a device may be without any route before it is marked unavailable.
     pub route_grace: Duration,
 }
@@ -26,7 +27,7 @@ pub struct AvailabilityPolicy {
 impl Default for AvailabilityPolicy {
     fn default() -> Self {
         AvailabilityPolicy {
-            offline_reports: 3,
+            offline_grace: Duration::from_secs(10),
             route_grace: Duration::from_secs(10),
         }
     }
@@ -35,7 +36,7 @@ impl Default for AvailabilityPolicy {
 #[derive(Clone, Debug)]
 struct Entry {
     available: bool,
-    offline_reports: u32,
+    offline_since: Option<Instant>,
     no_route_since: Option<Instant>,
 }
 
@@ -55,75 +56,58 @@ impl<K: Copy + Eq + Hash> Availability<K> {
         }
     }
 
-    /// Current availability (`false` for devices never heard from).
+    /// Current availability (`false` for devices never observed).
     pub fn is_available(&self, key: &K) -> bool {
         self.entries.get(key).is_some_and(|e| e.available)
     }
 
-    /// A report about `key` with its online flag. Returns the new availability if it changed.
-    pub fn on_report(&mut self, key: K, online: bool) -> Option<bool> {
-        let threshold = self.policy.offline_reports.max(1);
+    /// One observation of `key`: its last reported online flag and whether any session reaches
+    /// it now. Returns the new availability if it changed.
+    pub fn observe(&mut self, key: K, online: bool, reachable: bool, now: Instant) -> Option<bool> {
+        let policy = self.policy;
         let e = self.entries.entry(key).or_insert(Entry {
             available: false,
-            offline_reports: 0,
+            offline_since: None,
             no_route_since: None,
         });
-        if online {
-            e.offline_reports = 0;
-            // A report arrived, so something reaches the device right now.
-            e.no_route_since = None;
-            return set(e, true);
+        e.offline_since = if online {
+            None
+        } else {
+            Some(e.offline_since.unwrap_or(now))
+        };
+        e.no_route_since = if reachable {
+            None
+        } else {
+            Some(e.no_route_since.unwrap_or(now))
+        };
+        let expired = |since: Option<Instant>, grace: Duration| {
+            since.is_some_and(|t| now.saturating_duration_since(t) >= grace)
+        };
+        let next = if online && reachable {
+            true
+        } else if expired(e.offline_since, policy.offline_grace)
+            || expired(e.no_route_since, policy.route_grace)
+        {
+            false
+        } else {
+            e.available
+        };
+        if next == e.available {
+            None
+        } else {
+            e.available = next;
+            Some(next)
         }
-        e.offline_reports = e.offline_reports.saturating_add(1);
-        if e.offline_reports >= threshold {
-            return set(e, false);
-        }
-        None
     }
 
-    /// Whether any session currently reaches `key`.
-    pub fn on_routes(&mut self, key: K, reachable: bool, now: Instant) -> Option<bool> {
-        let e = self.entries.get_mut(&key)?;
-        match (reachable, e.no_route_since) {
-            (true, _) => e.no_route_since = None,
-            (false, None) => e.no_route_since = Some(now),
-            (false, Some(_)) => {}
-        }
-        None
+    /// Forgets a device (it was removed from the device list).
+    pub fn forget(&mut self, key: &K) {
+        self.entries.remove(key);
     }
 
-    /// Marks devices unavailable whose route grace ran out; returns the changes.
-    pub fn on_tick(&mut self, now: Instant) -> Vec<(K, bool)> {
-        let grace = self.policy.route_grace;
-        let mut changes = Vec::new();
-        for (key, e) in &mut self.entries {
-            let expired = e
-                .no_route_since
-                .is_some_and(|since| now.saturating_duration_since(since) >= grace);
-            if expired {
-                if let Some(v) = set(e, false) {
-                    changes.push((*key, v));
-                }
-            }
-        }
-        changes
-    }
-
-    /// Every device and its availability (for republishing after a reconnect).
-    pub fn snapshot(&self) -> Vec<(K, bool)> {
-        self.entries
-            .iter()
-            .map(|(k, e)| (*k, e.available))
-            .collect()
-    }
-}
-
-fn set(e: &mut Entry, available: bool) -> Option<bool> {
-    if e.available == available {
-        None
-    } else {
-        e.available = available;
-        Some(available)
+    /// Devices currently available.
+    pub fn available_count(&self) -> usize {
+        self.entries.values().filter(|e| e.available).count()
     }
 }
 
@@ -131,34 +115,54 @@ fn set(e: &mut Entry, available: bool) -> Option<bool> {
 mod tests {
     use super::*;
 
+    const GRACE: Duration = Duration::from_secs(10);
+
+    fn tracker() -> Availability<u16> {
+        Availability::new(AvailabilityPolicy {
+            offline_grace: GRACE,
+            route_grace: GRACE,
+        })
+    }
+
     #[test]
-    fn one_offline_report_does_not_flap_three_do() {
-        let mut a = Availability::new(AvailabilityPolicy::default());
-        assert_eq!(a.on_report(1u16, true), Some(true));
-        assert_eq!(a.on_report(1, false), None);
-        assert_eq!(a.on_report(1, false), None);
-        assert_eq!(a.on_report(1, true), None, "streak broken");
-        assert_eq!(a.on_report(1, false), None);
-        assert_eq!(a.on_report(1, false), None);
-        assert_eq!(a.on_report(1, false), Some(false));
+    fn a_short_offline_blip_does_not_flap_a_long_one_does() {
+        let t0 = Instant::now();
+        let mut a = tracker();
+        assert_eq!(a.observe(1, true, true, t0), Some(true));
+        assert_eq!(a.observe(1, false, true, t0 + GRACE / 4), None);
+        assert_eq!(a.observe(1, true, true, t0 + GRACE / 2), None, "blip over");
+        assert_eq!(a.observe(1, false, true, t0 + GRACE), None);
+        assert_eq!(a.observe(1, false, true, t0 + GRACE * 3 / 2), None);
+        assert_eq!(a.observe(1, false, true, t0 + GRACE * 2), Some(false));
         assert!(!a.is_available(&1));
-        assert_eq!(a.on_report(1, true), Some(true), "back at once");
+        assert_eq!(
+            a.observe(1, true, true, t0 + GRACE * 3),
+            Some(true),
+            "back at once"
+        );
     }
 
     #[test]
     fn losing_every_route_marks_unavailable_only_after_the_grace() {
         let t0 = Instant::now();
-        let policy = AvailabilityPolicy::default();
-        let mut a = Availability::new(policy);
-        a.on_report(1u16, true);
-        a.on_report(2u16, true);
-        a.on_routes(1, false, t0);
-        assert!(a.on_tick(t0 + policy.route_grace / 2).is_empty());
+        let mut a = tracker();
+        a.observe(1u16, true, true, t0);
+        a.observe(2u16, true, true, t0);
+        assert_eq!(a.observe(1, true, false, t0), None);
+        assert_eq!(a.observe(1, true, false, t0 + GRACE / 2), None);
         // The relay came back in time: nothing changes.
-        a.on_routes(1, true, t0 + policy.route_grace / 2);
-        assert!(a.on_tick(t0 + policy.route_grace * 2).is_empty());
-        a.on_routes(1, false, t0 + policy.route_grace * 2);
-        assert_eq!(a.on_tick(t0 + policy.route_grace * 3), vec![(1, false)]);
+        assert_eq!(a.observe(1, true, true, t0 + GRACE * 2 / 3), None);
+        assert_eq!(a.observe(1, true, false, t0 + GRACE * 2), None);
+        assert_eq!(a.observe(1, true, false, t0 + GRACE * 3), Some(false));
         assert!(a.is_available(&2), "other devices untouched");
+        assert_eq!(a.available_count(), 1);
+    }
+
+    #[test]
+    fn a_device_never_online_is_not_available() {
+        let t0 = Instant::now();
+        let mut a = tracker();
+        assert_eq!(a.observe(7, false, true, t0), None);
+        assert!(!a.is_available(&7));
     }
 }

@@ -198,6 +198,12 @@ impl Outbox {
     pub async fn publish(&self, msg: Outgoing) -> bool {
         self.tx.send(msg).await.is_ok()
     }
+
+    /// Queues a publish without waiting; `false` when the outbox is full or closed (the bridge
+    /// then republishes everything later instead of blocking its event loop).
+    pub fn try_publish(&self, msg: Outgoing) -> bool {
+        self.tx.try_send(msg).is_ok()
+    }
 }
 
 fn qos(level: u8) -> QoS {

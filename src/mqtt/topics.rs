@@ -151,6 +151,9 @@ impl Topics {
             format!("{}/+/set", self.base),
             format!("{}/+/percentage/set", self.base),
             format!("{}/+/preset/set", self.base),
+            // Our own retained configs: stale-config cleanup learns from them what we
+            // published before this start.
+            self.own_discovery_filter(),
         ]
     }
 

@@ -67,6 +67,32 @@ struct Inner {
     by_device: HashMap<PeerId, SessionId>,
     by_key: HashMap<DeviceKey, Vec<Route>>,
     routes: usize,
+    /// Cync groups: a group command is one mesh broadcast, so any session that reaches any
+    /// member can carry it.
+    groups: HashMap<DeviceKey, Vec<DeviceKey>>,
+}
+
+impl Inner {
+    /// The routes to `key`, preferred first; for a group, its members' routes without repeats.
+    fn routes_of(&self, key: &DeviceKey) -> Vec<Route> {
+        if let Some(list) = self.by_key.get(key) {
+            return list.clone();
+        }
+        let Some(members) = self.groups.get(key) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Route> = Vec::new();
+        for member in members {
+            for route in self.by_key.get(member).into_iter().flatten() {
+                if !out.iter().any(|r| r.session == route.session) {
+                    out.push(*route);
+                }
+            }
+        }
+        // Direct routes first: a member's own Wi-Fi device answers fastest.
+        out.sort_by_key(|r| r.kind);
+        out
+    }
 }
 
 /// The registry. Share it as `Arc<Routes>`.
@@ -200,38 +226,51 @@ impl Routes {
         Some(entry.handle)
     }
 
+    /// Declares a Cync group and its members, so commands for the group find a route through
+    /// any session that reaches a member. Replaces an earlier declaration.
+    pub fn set_group(&self, group: DeviceKey, members: Vec<DeviceKey>) {
+        self.lock().groups.insert(group, members);
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// The preferred session for `key`.
     pub fn preferred(&self, key: &DeviceKey) -> Option<SessionHandle> {
         let inner = self.lock();
-        let route = inner.by_key.get(key)?.first()?;
+        let route = *inner.routes_of(key).first()?;
         inner.sessions.get(&route.session).map(|s| s.handle.clone())
     }
 
     /// Every session that reaches `key`, preferred first.
     pub fn candidates(&self, key: &DeviceKey) -> Vec<SessionHandle> {
         let inner = self.lock();
-        inner.by_key.get(key).map_or_else(Vec::new, |list| {
-            list.iter()
-                .filter_map(|r| inner.sessions.get(&r.session))
-                .map(|s| s.handle.clone())
-                .collect()
-        })
+        inner
+            .routes_of(key)
+            .iter()
+            .filter_map(|r| inner.sessions.get(&r.session))
+            .map(|s| s.handle.clone())
+            .collect()
+    }
+
+    /// Whether any session reaches `key` (cheaper than [`Routes::candidates`]).
+    pub fn is_reachable(&self, key: &DeviceKey) -> bool {
+        let inner = self.lock();
+        inner.by_key.get(key).is_some_and(|l| !l.is_empty())
     }
 
     /// The routes to `key`, preferred first.
     pub fn routes_to(&self, key: &DeviceKey) -> Vec<RouteInfo> {
         let inner = self.lock();
-        inner.by_key.get(key).map_or_else(Vec::new, |list| {
-            list.iter()
-                .filter_map(|r| {
-                    inner.sessions.get(&r.session).map(|s| RouteInfo {
-                        session: r.session,
-                        device: s.handle.device(),
-                        kind: r.kind,
-                    })
+        inner
+            .routes_of(key)
+            .iter()
+            .filter_map(|r| {
+                inner.sessions.get(&r.session).map(|s| RouteInfo {
+                    session: r.session,
+                    device: s.handle.device(),
+                    kind: r.kind,
                 })
-                .collect()
-        })
+            })
+            .collect()
     }
 
     /// Waits until some session reaches `key` and returns the preferred one. Cancel by dropping

@@ -107,6 +107,10 @@ struct Inner {
     queue_full: Family<Counter>,
     command: Family<Counter>,
     command_latency: Family<Histogram>,
+    mqtt_connected: Single<Gauge>,
+    mqtt_published: Family<Counter>,
+    mqtt_commands: Family<Counter>,
+    devices_available: Single<Gauge>,
 }
 
 impl Inner {
@@ -246,6 +250,30 @@ impl Inner {
                 ),
                 None,
             ),
+            mqtt_connected: Single::new(gauge(
+                "tcp_comm_mqtt_connected",
+                "1 while the bridge is connected to the MQTT broker.",
+            )),
+            mqtt_published: Family::new(
+                counter(
+                    "tcp_comm_mqtt_published_total",
+                    "Messages handed to the MQTT client, by kind (discovery, state, availability, attributes, bridge).",
+                    LabelNames::One("kind"),
+                ),
+                None,
+            ),
+            mqtt_commands: Family::new(
+                counter(
+                    "tcp_comm_mqtt_commands_total",
+                    "Commands received over MQTT, by result (accepted, invalid, unknown_entity, disabled, dropped).",
+                    LabelNames::One("result"),
+                ),
+                None,
+            ),
+            devices_available: Single::new(gauge(
+                "tcp_comm_devices_available",
+                "Devices currently available in Home Assistant.",
+            )),
         }
     }
 }
@@ -386,6 +414,26 @@ impl Metrics {
             .with(transport, "", |h| h.observe(latency));
     }
 
+    /// Whether the broker connection is up (`tcp_comm_mqtt_connected`).
+    pub fn mqtt_connected(&self) -> &Gauge {
+        self.inner.mqtt_connected.get()
+    }
+
+    /// Counts a message queued for the broker (`tcp_comm_mqtt_published_total`).
+    pub fn mqtt_published(&self, kind: &'static str) {
+        self.inner.mqtt_published.with(kind, "", Counter::inc);
+    }
+
+    /// Counts an MQTT command by what became of it (`tcp_comm_mqtt_commands_total`).
+    pub fn mqtt_command(&self, result: &'static str) {
+        self.inner.mqtt_commands.with(result, "", Counter::inc);
+    }
+
+    /// Devices available in Home Assistant (`tcp_comm_devices_available`).
+    pub fn devices_available(&self) -> &Gauge {
+        self.inner.devices_available.get()
+    }
+
     /// The Prometheus text exposition (format 0.0.4) of every family, in a fixed order, series
     /// sorted by label values. Families without samples still show their HELP and TYPE.
     pub fn render(&self) -> String {
@@ -410,6 +458,10 @@ impl Metrics {
         i.queue_full.encode(&mut out);
         i.command.encode(&mut out);
         i.command_latency.encode(&mut out);
+        i.mqtt_connected.encode(&mut out);
+        i.mqtt_published.encode(&mut out);
+        i.mqtt_commands.encode(&mut out);
+        i.devices_available.encode(&mut out);
         out
     }
 

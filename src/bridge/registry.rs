@@ -1,0 +1,512 @@
+//! The entities Home Assistant sees: every listed device and group, plus every device seen on the
+//! wire but not listed. Owns the mapping between the wire's device keys and MQTT's entity keys.
+//!
+//! Names, areas and MACs come from the device file (a `cync_mesh.yaml` export or our own) and
+//! the per-device overrides; capabilities from the model catalog, or from the export's hints when
+//! the type id is unknown. A device seen only on the wire gets a generic name and on/off only —
+//! the one capability every Cync device has — so a wrong guess can never send a command a device
+//! does not understand.
+//!
+//! Homes: sessions are not yet mapped to cloud homes (every session is in [`HomeId::DEFAULT`]), so
+//! a wire key is placed in the listed home that has its mesh id — the only home when there is
+//! one. Unique ids therefore carry the real cloud home id and never collide across homes. Must
+//! never do I/O beyond reading the device file at construction.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::config::{DevicesConfig, RawOverride};
+use crate::device::catalog::{Capabilities, DeviceClass, KelvinRange, Model, DEFAULT_KELVIN};
+use crate::device::inventory::{HomeSpec, Inventory, InventoryError, Mac, Syntax};
+use crate::device::{is_known, lookup, DeviceKey, HomeId, MeshId};
+use crate::mqtt::discovery::EntityDescription;
+use crate::mqtt::topics::{EntityKey, EntityKind};
+
+/// Everything known about one entity.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entity {
+    /// MQTT identity.
+    pub key: EntityKey,
+    /// Display name.
+    pub name: String,
+    /// What it can do (groups: the union of their members).
+    pub model: Model,
+    /// Bluetooth MAC.
+    pub ble_mac: Option<Mac>,
+    /// Wi-Fi MAC.
+    pub wifi_mac: Option<Mac>,
+    /// Firmware as exported.
+    pub firmware: Option<String>,
+    /// Suggested area.
+    pub area: Option<String>,
+    /// Not published and never commanded.
+    pub disabled: bool,
+    /// Group members (mesh ids); empty for devices.
+    pub members: Vec<u16>,
+    /// From the device file (`false`: seen on the wire only).
+    pub listed: bool,
+}
+
+impl Entity {
+    /// The discovery description of this entity.
+    pub fn description(&self) -> EntityDescription<'_> {
+        EntityDescription {
+            key: self.key,
+            name: &self.name,
+            model: self.model,
+            ble_mac: self.ble_mac,
+            wifi_mac: self.wifi_mac,
+            firmware: self.firmware.as_deref(),
+            area: self.area.as_deref(),
+        }
+    }
+
+    /// The key commands for this entity are sent to (a group id is a mesh target too).
+    pub fn wire_key(&self) -> DeviceKey {
+        wire_key(self.key)
+    }
+
+    /// Whether this is a Cync group.
+    pub fn is_group(&self) -> bool {
+        self.key.kind == EntityKind::Group
+    }
+}
+
+/// The wire key of an entity. Every session is in [`HomeId::DEFAULT`] until sessions are mapped
+/// to cloud homes, so the cloud home id does not travel to the wire.
+pub fn wire_key(key: EntityKey) -> DeviceKey {
+    DeviceKey {
+        home: HomeId::DEFAULT,
+        mesh: MeshId(key.id),
+    }
+}
+
+/// Why the device list could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The file could not be read.
+    #[error("cannot read device file {path}: {source}")]
+    Read {
+        /// The configured path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file or the `[devices.homes]` section is unusable.
+    #[error("{origin}: {source}")]
+    Inventory {
+        /// Which list.
+        origin: String,
+        /// What is wrong.
+        source: InventoryError,
+    },
+}
+
+/// All entities, by key.
+#[derive(Debug, Default)]
+pub struct Registry {
+    entities: BTreeMap<EntityKey, Entity>,
+    /// Listed homes, in file order.
+    homes: Vec<u64>,
+    /// Mesh id → the listed homes that contain it.
+    mesh_homes: HashMap<u16, Vec<u64>>,
+    overrides: BTreeMap<String, RawOverride>,
+    /// Warnings for the log (odd entries accepted with safe defaults).
+    pub warnings: Vec<String>,
+}
+
+impl Registry {
+    /// Loads the device file and the config's own device list and applies the overrides.
+    pub fn load(config: &DevicesConfig) -> Result<Self, RegistryError> {
+        let mut inventory = Inventory::default();
+        if let Some(path) = &config.file {
+            let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let syntax = match path.extension().and_then(|e| e.to_str()) {
+                Some("toml") => Syntax::Toml,
+                _ => Syntax::Yaml,
+            };
+            inventory =
+                Inventory::parse(&text, syntax).map_err(|source| RegistryError::Inventory {
+                    origin: format!("device file {}", path.display()),
+                    source,
+                })?;
+        }
+        if !config.homes.is_empty() {
+            let doc = serde_json::json!({ "homes": config.homes });
+            // JSON is a subset of YAML, so the same parser reads the config's own section.
+            let own = Inventory::parse(&doc.to_string(), Syntax::Yaml).map_err(|source| {
+                RegistryError::Inventory {
+                    origin: "[devices.homes]".to_owned(),
+                    source,
+                }
+            })?;
+            inventory.homes.extend(own.homes);
+            inventory.warnings.extend(own.warnings);
+        }
+        Ok(Self::from_inventory(&inventory, config.overrides.clone()))
+    }
+
+    /// Builds the registry from a parsed device list.
+    pub fn from_inventory(inventory: &Inventory, overrides: BTreeMap<String, RawOverride>) -> Self {
+        let mut registry = Registry {
+            overrides,
+            warnings: inventory.warnings.clone(),
+            ..Registry::default()
+        };
+        for home in &inventory.homes {
+            registry.add_home(home);
+        }
+        registry
+    }
+
+    fn add_home(&mut self, home: &HomeSpec) {
+        if self.homes.contains(&home.id) {
+            self.warnings.push(format!(
+                "home id {} is listed twice; the second is ignored",
+                home.id
+            ));
+            return;
+        }
+        self.homes.push(home.id);
+        for (&mesh, spec) in &home.devices {
+            self.mesh_homes.entry(mesh).or_default().push(home.id);
+            let key = EntityKey {
+                home: home.id,
+                kind: EntityKind::Device,
+                id: mesh,
+            };
+            let model = model_for(
+                spec.type_id,
+                spec.is_plug,
+                spec.supports_temperature,
+                spec.supports_rgb,
+            );
+            if let Some(t) = spec.type_id.filter(|t| !is_known(*t)) {
+                self.warnings.push(format!(
+                    "{:?} (mesh id {mesh}) has type {t}, unknown to the catalog; using the \
+                     export's hints (please report the type)",
+                    spec.name
+                ));
+            }
+            let entity = Entity {
+                key,
+                name: spec.name.clone(),
+                model,
+                ble_mac: spec.ble_mac,
+                wifi_mac: spec.wifi_mac,
+                firmware: spec.firmware.clone(),
+                area: spec.area.clone(),
+                disabled: spec.disabled,
+                members: Vec::new(),
+                listed: true,
+            };
+            self.insert(entity);
+        }
+        for (&id, group) in &home.groups {
+            let key = EntityKey {
+                home: home.id,
+                kind: EntityKind::Group,
+                id,
+            };
+            let members: Vec<u16> = group
+                .members
+                .iter()
+                .copied()
+                .filter(|m| home.devices.contains_key(m))
+                .collect();
+            let model = group_model(members.iter().filter_map(|m| {
+                self.entities
+                    .get(&EntityKey {
+                        home: home.id,
+                        kind: EntityKind::Device,
+                        id: *m,
+                    })
+                    .map(|e| e.model)
+            }));
+            let entity = Entity {
+                key,
+                name: group.name.clone(),
+                model,
+                ble_mac: None,
+                wifi_mac: None,
+                firmware: None,
+                area: None,
+                disabled: members.is_empty(),
+                members,
+                listed: true,
+            };
+            self.insert(entity);
+        }
+    }
+
+    fn insert(&mut self, mut entity: Entity) {
+        let specific = format!("{}-{}", entity.key.home, entity.key.id);
+        let by_mesh = entity.key.id.to_string();
+        if entity.key.kind == EntityKind::Device {
+            for key in [by_mesh, specific] {
+                if let Some(o) = self.overrides.get(&key) {
+                    if let Some(name) = &o.name {
+                        entity.name = name.clone();
+                    }
+                    if let Some(area) = &o.area {
+                        entity.area = Some(area.clone());
+                    }
+                    if let Some(disabled) = o.disabled {
+                        entity.disabled = disabled;
+                    }
+                }
+            }
+        }
+        self.entities.insert(entity.key, entity);
+    }
+
+    /// The entity key of a device seen on the wire.
+    pub fn entity_key(&self, key: DeviceKey) -> EntityKey {
+        let mesh = key.mesh.0;
+        let home = if key.home != HomeId::DEFAULT {
+            key.home.0
+        } else {
+            match self.mesh_homes.get(&mesh).and_then(|h| h.first()) {
+                Some(home) => *home,
+                None => self.homes.first().copied().unwrap_or(HomeId::DEFAULT.0),
+            }
+        };
+        EntityKey {
+            home,
+            kind: EntityKind::Device,
+            id: mesh,
+        }
+    }
+
+    /// Registers a device seen on the wire. Returns its key when it is new (not listed and not
+    /// seen before), so the caller can announce it.
+    pub fn observe(&mut self, key: DeviceKey) -> Option<EntityKey> {
+        let entity_key = self.entity_key(key);
+        if self.entities.contains_key(&entity_key) {
+            return None;
+        }
+        let mut model = lookup(0);
+        model.name = "Cync device (not in the device list)";
+        self.insert(Entity {
+            key: entity_key,
+            name: format!("Cync device {}", key.mesh.0),
+            model,
+            ble_mac: None,
+            wifi_mac: None,
+            firmware: None,
+            area: None,
+            disabled: false,
+            members: Vec::new(),
+            listed: false,
+        });
+        Some(entity_key)
+    }
+
+    /// One entity.
+    pub fn get(&self, key: &EntityKey) -> Option<&Entity> {
+        self.entities.get(key)
+    }
+
+    /// Every entity that is published (not disabled).
+    pub fn active(&self) -> impl Iterator<Item = &Entity> {
+        self.entities.values().filter(|e| !e.disabled)
+    }
+
+    /// The enabled groups that contain device `member`.
+    pub fn groups_of(&self, member: EntityKey) -> Vec<EntityKey> {
+        self.entities
+            .values()
+            .filter(|e| {
+                !e.disabled
+                    && e.key.home == member.home
+                    && e.is_group()
+                    && e.members.contains(&member.id)
+            })
+            .map(|e| e.key)
+            .collect()
+    }
+
+    /// The device keys of a group's members.
+    pub fn member_keys(&self, group: &Entity) -> Vec<EntityKey> {
+        group
+            .members
+            .iter()
+            .map(|id| EntityKey {
+                home: group.key.home,
+                kind: EntityKind::Device,
+                id: *id,
+            })
+            .collect()
+    }
+}
+
+/// The model of a listed device: the catalog's when it knows the type, otherwise one built from
+/// the export's hints (plug, tunable white, colour) — never more than the export claims.
+fn model_for(type_id: Option<u16>, is_plug: bool, temperature: bool, rgb: bool) -> Model {
+    match type_id {
+        Some(t) if is_known(t) => lookup(t),
+        _ => {
+            let mut model = lookup(type_id.unwrap_or(0));
+            if is_plug {
+                model.class = DeviceClass::Plug;
+            } else if temperature || rgb {
+                model.class = DeviceClass::Light;
+                model.caps.brightness = true;
+                model.caps.color_temp = temperature;
+                model.caps.rgb = rgb;
+            }
+            model
+        }
+    }
+}
+
+/// A group is a light with what any member can do: the mesh delivers one command to all
+/// members, and a member that cannot show a colour simply ignores it.
+fn group_model(members: impl Iterator<Item = Model>) -> Model {
+    let mut caps = Capabilities {
+        power: true,
+        brightness: false,
+        color_temp: false,
+        rgb: false,
+        effects: false,
+        fan: false,
+    };
+    let mut kelvin: Option<KelvinRange> = None;
+    for m in members {
+        caps.brightness |= m.caps.brightness;
+        caps.color_temp |= m.caps.color_temp;
+        caps.rgb |= m.caps.rgb;
+        caps.effects |= m.caps.effects;
+        if m.caps.color_temp && kelvin.is_none() {
+            kelvin = Some(m.kelvin);
+        }
+    }
+    Model {
+        type_id: 0,
+        class: DeviceClass::Light,
+        name: "Cync group",
+        model_id: None,
+        wifi: false,
+        caps,
+        kelvin: kelvin.unwrap_or(DEFAULT_KELVIN),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXPORT: &str = r#"
+account data:
+  Home:
+    id: 1234567890
+    access_key: 1
+    mac: "aa"
+    devices:
+      5: {name: Lamp, mac: "78:6D:EB:28:EA:30", wifi_mac: "00:01:02:03:04:05", type: 137, fw: 10}
+      6: {name: Plug, mac: "78:6D:EB:28:EA:31", wifi_mac: "78:6D:EB:28:EA:32", type: 64}
+      7: {name: Mystery, mac: "78:6D:EB:28:EA:33", type: 9999, supports_temperature: true}
+    groups:
+      32769: {name: Room, members: [5, 7, 99], is_subgroup: false}
+"#;
+
+    fn registry(overrides: &[(&str, RawOverride)]) -> Registry {
+        let inv = Inventory::parse(EXPORT, Syntax::Yaml).unwrap();
+        Registry::from_inventory(
+            &inv,
+            overrides
+                .iter()
+                .map(|(k, o)| ((*k).to_owned(), o.clone()))
+                .collect(),
+        )
+    }
+
+    fn dev(id: u16) -> EntityKey {
+        EntityKey {
+            home: 1234567890,
+            kind: EntityKind::Device,
+            id,
+        }
+    }
+
+    #[test]
+    fn listed_devices_take_catalog_or_export_hint_capabilities() {
+        let r = registry(&[]);
+        let lamp = r.get(&dev(5)).unwrap();
+        assert_eq!(lamp.model.class, DeviceClass::Light);
+        assert!(lamp.model.caps.rgb && lamp.model.caps.color_temp);
+        assert_eq!(lamp.wifi_mac, None, "placeholder MAC dropped");
+        assert_eq!(r.get(&dev(6)).unwrap().model.class, DeviceClass::Plug);
+        let mystery = r.get(&dev(7)).unwrap();
+        assert_eq!(mystery.model.class, DeviceClass::Light);
+        assert!(mystery.model.caps.color_temp && !mystery.model.caps.rgb);
+        assert!(r.warnings.iter().any(|w| w.contains("9999")));
+    }
+
+    #[test]
+    fn groups_keep_only_listed_members_and_combine_their_capabilities() {
+        let r = registry(&[]);
+        let key = EntityKey {
+            home: 1234567890,
+            kind: EntityKind::Group,
+            id: 32769,
+        };
+        let room = r.get(&key).unwrap();
+        assert_eq!(room.members, vec![5, 7]);
+        assert!(room.model.caps.rgb && room.model.caps.brightness);
+        assert_eq!(r.groups_of(dev(7)), vec![key]);
+        assert!(r.groups_of(dev(6)).is_empty());
+    }
+
+    #[test]
+    fn wire_keys_land_in_the_listed_home_and_unknown_devices_get_a_safe_entity() {
+        let mut r = registry(&[]);
+        let wire = DeviceKey::new(HomeId::DEFAULT, 5);
+        assert_eq!(r.entity_key(wire), dev(5));
+        assert_eq!(r.observe(wire), None, "listed already");
+        let stranger = DeviceKey::new(HomeId::DEFAULT, 42);
+        assert_eq!(r.observe(stranger), Some(dev(42)));
+        assert_eq!(r.observe(stranger), None, "only new once");
+        let e = r.get(&dev(42)).unwrap();
+        assert_eq!(e.name, "Cync device 42");
+        assert!(!e.model.caps.brightness, "on/off only");
+        assert_eq!(wire_key(dev(42)), stranger);
+    }
+
+    #[test]
+    fn overrides_rename_place_and_disable_devices() {
+        let r = registry(&[
+            (
+                "5",
+                RawOverride {
+                    name: Some("Desk".into()),
+                    area: Some("Office".into()),
+                    disabled: None,
+                },
+            ),
+            (
+                "1234567890-6",
+                RawOverride {
+                    disabled: Some(true),
+                    ..RawOverride::default()
+                },
+            ),
+        ]);
+        let lamp = r.get(&dev(5)).unwrap();
+        assert_eq!(
+            (lamp.name.as_str(), lamp.area.as_deref()),
+            ("Desk", Some("Office"))
+        );
+        assert!(r.get(&dev(6)).unwrap().disabled);
+        assert!(r.active().all(|e| e.key != dev(6)));
+    }
+
+    #[test]
+    fn without_a_device_list_every_device_is_in_home_zero() {
+        let mut r = Registry::default();
+        let key = DeviceKey::new(HomeId::DEFAULT, 3);
+        assert_eq!(r.observe(key).map(|k| k.home), Some(0));
+    }
+}
