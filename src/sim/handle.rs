@@ -269,6 +269,16 @@ impl SimHandle {
         }
     }
 
+    /// Cuts (`false`) or restores a Bluetooth-only device's power at the wall: its relays keep
+    /// reporting it, with the online flag clear, as real relays do for a dark bulb.
+    pub fn set_powered(&self, key: DeviceKey, powered: bool) -> Result<(), SimError> {
+        if self.runtime(key)?.set_powered(key.mesh_id, powered) {
+            Ok(())
+        } else {
+            Err(SimError::UnknownDevice(key))
+        }
+    }
+
     /// Wall-switch changes so far in a home (on demand and scheduled).
     pub fn wall_changes(&self, home: usize) -> u64 {
         self.inner.homes.get(home).map_or(0, |h| h.wall_changes())

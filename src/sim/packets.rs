@@ -164,7 +164,7 @@ impl Packets {
                 index: 0,
                 mesh_id: id as u8,
                 state,
-                online: true,
+                online: home.is_powered(id),
                 flags: 0x14,
                 reporter: self.own(),
             })

@@ -179,6 +179,8 @@ pub(crate) struct HomeRuntime {
     relays_of: Vec<Vec<usize>>,
     applied: Vec<AtomicU64>,
     wall_changes: AtomicU64,
+    /// Mesh ids whose power is cut at the wall: relays report them with the online flag clear.
+    unpowered: Vec<std::sync::atomic::AtomicBool>,
 }
 
 impl HomeRuntime {
@@ -213,7 +215,29 @@ impl HomeRuntime {
             relays_of,
             applied: (0..256).map(|_| AtomicU64::new(0)).collect(),
             wall_changes: AtomicU64::new(0),
+            unpowered: (0..256)
+                .map(|_| std::sync::atomic::AtomicBool::new(false))
+                .collect(),
         }
+    }
+
+    /// Whether the device has power (relays report it online).
+    pub(crate) fn is_powered(&self, id: u16) -> bool {
+        self.unpowered
+            .get(usize::from(id))
+            .is_none_or(|u| !u.load(Ordering::Relaxed))
+    }
+
+    /// Cuts or restores a device's power; its relays report the change. `false` if unknown.
+    pub(crate) fn set_powered(&self, id: u16, powered: bool) -> bool {
+        if self.spec.device(id).is_none() {
+            return false;
+        }
+        if let Some(u) = self.unpowered.get(usize::from(id)) {
+            u.store(!powered, Ordering::Relaxed);
+        }
+        self.mark_dirty(id, None);
+        true
     }
 
     /// Current state of a mesh id (`None` if no such device).
