@@ -27,6 +27,8 @@ fn bridge_command(data_dir: &std::path::Path, args: &[&str]) -> Command {
         .env("CYNC_SERVER__SESSION_OPEN_DELAY", "10ms")
         .env("CYNC_SERVER__MESH_INFO_DELAY", "10ms")
         .env("CYNC_TELEMETRY__LOG_FORMAT", "json")
+        // These tests are about the device side; a broker on the default port must not see them.
+        .env("CYNC_MQTT__ENABLED", "false")
         .kill_on_drop(true)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -48,6 +50,52 @@ async fn config_error(env: &[(&str, &str)], args: &[&str]) -> String {
         "exit status for {env:?} {args:?}"
     );
     String::from_utf8(output.stderr).unwrap()
+}
+
+#[tokio::test]
+async fn config_prints_the_effective_configuration_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = bridge_command(dir.path(), &["config"]);
+    command
+        .env("CYNC_MQTT__USERNAME", "homeassistant")
+        .env("CYNC_MQTT__PASSWORD", "correct horse battery staple")
+        .env("CYNC_MQTT__BASE_TOPIC", "cync-upstairs");
+    let output = tokio::time::timeout(PATIENCE, command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(!text.contains("correct horse"), "password leaked:\n{text}");
+    let printed: toml::Value = toml::from_str(&text).expect("the output is TOML");
+    let mqtt = &printed["mqtt"];
+    assert_eq!(mqtt["password"].as_str(), Some("<redacted>"));
+    assert_eq!(mqtt["username"].as_str(), Some("homeassistant"));
+    assert_eq!(
+        mqtt["base_topic"].as_str(),
+        Some("cync-upstairs"),
+        "environment applied"
+    );
+    assert_eq!(printed["server"]["listen"].as_str(), Some("127.0.0.1:0"));
+
+    let bad = config_error(&[("CYNC_MQTT__URL", "http://broker")], &["config"]).await;
+    assert!(bad.contains("mqtt.url"), "{bad}");
+}
+
+#[tokio::test]
+async fn a_broken_device_file_stops_serve_with_status_2_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cync_mesh.yaml");
+    std::fs::write(&file, "account data: [not, a, map").unwrap();
+    let file = file.display().to_string();
+    let text = config_error(&[("CYNC_DEVICES__FILE", file.as_str())], &["serve"]).await;
+    assert!(text.contains("cync_mesh.yaml"), "{text}");
+    let missing = config_error(
+        &[("CYNC_DEVICES__FILE", "/nonexistent/devices.yaml")],
+        &["serve"],
+    )
+    .await;
+    assert!(missing.contains("/nonexistent/devices.yaml"), "{missing}");
 }
 
 #[tokio::test]

@@ -706,6 +706,119 @@ mod tests {
         }
     }
 
+    fn entity(type_id: u16) -> Entity {
+        Entity {
+            key: EntityKey {
+                home: 1,
+                kind: crate::mqtt::topics::EntityKind::Device,
+                id: 9,
+            },
+            name: "x".into(),
+            model: crate::device::lookup(type_id),
+            ble_mac: None,
+            wifi_mac: None,
+            firmware: None,
+            area: None,
+            disabled: false,
+            members: Vec::new(),
+            listed: true,
+        }
+    }
+
+    fn tr(
+        type_id: u16,
+        kind: Kind,
+        payload: &str,
+        on: Option<bool>,
+    ) -> Result<Vec<Command>, CommandError> {
+        translate(
+            &entity(type_id),
+            kind,
+            payload.as_bytes(),
+            on,
+            ColorTempUnit::Kelvin,
+        )
+        .map(|t| t.0)
+    }
+
+    #[test]
+    fn fan_speeds_power_the_fan_as_needed_and_zero_turns_it_off() {
+        let level = |b| Command::Light {
+            target: 9,
+            brightness: Some(b),
+            color: None,
+        };
+        let on = Command::Power {
+            target: 9,
+            on: true,
+        };
+        assert_eq!(
+            tr(81, Kind::FanPercentage, "60", Some(false)),
+            Ok(vec![on, level(75)])
+        );
+        assert_eq!(
+            tr(81, Kind::FanPercentage, "60", Some(true)),
+            Ok(vec![level(75)])
+        );
+        assert_eq!(
+            tr(81, Kind::FanPreset, "max", None),
+            Ok(vec![on, level(100)])
+        );
+        assert_eq!(
+            tr(81, Kind::FanPercentage, "0", Some(true)),
+            Ok(vec![Command::Power {
+                target: 9,
+                on: false
+            }])
+        );
+        assert_eq!(
+            tr(81, Kind::Set, "OFF", Some(true)),
+            Ok(vec![Command::Power {
+                target: 9,
+                on: false
+            }])
+        );
+        assert!(
+            tr(64, Kind::FanPercentage, "50", None).is_err(),
+            "a plug has no speed"
+        );
+    }
+
+    #[test]
+    fn switches_take_on_off_and_lights_take_json() {
+        assert_eq!(
+            tr(64, Kind::Set, "ON", None),
+            Ok(vec![Command::Power {
+                target: 9,
+                on: true
+            }])
+        );
+        assert!(tr(64, Kind::Set, r#"{"brightness":5}"#, None).is_err());
+        let effect = translate(
+            &entity(137),
+            Kind::Set,
+            br#"{"effect":"rainbow"}"#,
+            Some(true),
+            ColorTempUnit::Kelvin,
+        )
+        .unwrap()
+        .1;
+        assert_eq!(effect, Some("rainbow"));
+        // HA's transition and flash are accepted and ignored.
+        assert_eq!(
+            tr(
+                137,
+                Kind::Set,
+                r#"{"state":"OFF","transition":2,"flash":"short"}"#,
+                Some(true)
+            ),
+            Ok(vec![Command::Power {
+                target: 9,
+                on: false
+            }])
+        );
+    }
+
     #[test]
     fn a_group_is_on_when_any_member_is_and_shows_the_brightest() {
         let g = group_state(&[lamp(false, 90), lamp(true, 30), lamp(true, 60)]).unwrap();
