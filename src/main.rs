@@ -17,6 +17,9 @@ struct Cli {
 enum Command {
     /// Print the effective configuration (defaults, file, environment) with secrets redacted.
     Config(cli::config::ConfigCmdArgs),
+    /// Bridge + a simulated home in one command; starts a built-in MQTT broker when none is
+    /// reachable, and prints what to subscribe to and a command that switches a light.
+    Demo(cli::demo::DemoArgs),
     /// Split capture files into packets and print them as JSON lines.
     Decode(cli::decode::DecodeArgs),
     /// Run the bridge: the device listener (TLS, port 23779) and /metrics + /healthz.
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let args = Cli::parse();
     let result = match args.command {
         Command::Config(a) => cli::config::run(&a, &mut std::io::stdout()),
+        Command::Demo(a) => cli::demo::run(&a, &mut std::io::stdout()),
         Command::Decode(a) => cli::decode::run(&a, &mut std::io::stdout().lock()),
         Command::Serve(a) => cli::serve::run(&a),
         Command::Toggle(a) => cli::toggle::run(&a, &mut std::io::stdout()),

@@ -5,6 +5,7 @@
 pub mod common;
 pub mod config;
 pub mod decode;
+pub mod demo;
 pub mod serve;
 pub mod sim;
 pub mod toggle;

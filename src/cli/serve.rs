@@ -1,12 +1,14 @@
-//! `cync-bridge serve`: run the device server and the telemetry endpoint until SIGINT/SIGTERM.
+//! `cync-bridge serve`: run the device server, the MQTT bridge and the telemetry endpoint until
+//! SIGINT/SIGTERM.
 //!
-//! Start-up order: configuration (exit 2 on a bad value), logs, the device listener (TLS
-//! certificate generated on first start), `/metrics` and `/healthz`. Shutdown: one cancellation
-//! token ends the accept loop, every session (each closes visibly) and the telemetry endpoint;
-//! the task tracker is then awaited with a deadline. The MQTT bridge (discovery, state,
-//! commands) runs beside the device server unless `mqtt.enabled = false`; a broker that is down
-//! never stops the device side.
+//! Start-up order: configuration (exit 2 on a bad value), logs, the device list (exit 2 when it
+//! cannot be read), the device listener (TLS certificate generated on first start), `/metrics`
+//! and `/healthz`, then the MQTT bridge unless `mqtt.enabled = false` — a broker that is down
+//! never stops the device side. Shutdown: one cancellation token ends the accept loop, every
+//! session (each closes visibly), the bridge (which publishes `offline`) and the telemetry
+//! endpoint; the task tracker is then awaited with a deadline.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -15,8 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::common::EXIT_CONFIG;
-use super::common::{self, ConfigArgs};
+use super::common::{self, ConfigArgs, EXIT_CONFIG};
 use crate::bridge::{self, BridgeSettings, Registry};
 use crate::config::Config;
 use crate::device::StateStore;
@@ -43,78 +44,125 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<u8> {
-    let metrics = Metrics::new();
-    let health = Health::new();
-    let services = Services::new(&config, metrics.clone());
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let registry = match Registry::load(&config.devices) {
+    let registry = match load_registry(&config) {
         Ok(registry) => registry,
-        Err(error) => {
-            eprintln!("cync-bridge: device list: {error}");
-            return Ok(EXIT_CONFIG);
-        }
+        Err(code) => return Ok(code),
     };
-    for warning in &registry.warnings {
-        tracing::warn!(%warning, "device list");
-    }
-
-    let server = DeviceServer::bind(&config, &services, shutdown.clone()).await?;
-    let endpoint = TcpListener::bind(config.telemetry.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot serve /metrics and /healthz on {}: is another cync-bridge running? \
-                 Set telemetry.listen / CYNC_TELEMETRY__LISTEN",
-                config.telemetry.listen
-            )
-        })?;
-    let endpoint_addr = endpoint.local_addr()?;
-    server.spawn(&tracker, &health);
-    tracker.spawn(telemetry::serve(
-        endpoint,
-        metrics,
-        health.clone(),
-        shutdown.clone(),
-    ));
-    if config.mqtt.enabled {
-        let transport = Arc::new(SelectedTransport::start(
-            config.transport.mode,
-            config.transport.reliable,
-            &services,
-            &tracker,
-            shutdown.clone(),
-        ));
-        let settings = BridgeSettings::from_config(&config);
-        if let Err(error) = bridge::spawn(
-            settings,
-            registry,
-            &services,
-            transport,
-            &tracker,
-            shutdown.clone(),
-        ) {
-            eprintln!("cync-bridge: mqtt: {error}");
-            shutdown.cancel();
-            common::drain(&tracker).await;
-            return Ok(EXIT_CONFIG);
-        }
-        tracing::info!(broker = %config.mqtt.url, "mqtt bridge started");
-    } else {
-        tracing::info!("mqtt disabled (mqtt.enabled = false): device side only");
-    }
-    tracker.spawn(log_state_changes(
-        Arc::clone(&services.state),
-        shutdown.clone(),
-    ));
-    tracing::info!(telemetry = %endpoint_addr, "cync-bridge serving");
-
+    let running = match Running::start(&config, registry).await? {
+        Ok(running) => running,
+        Err(code) => return Ok(code),
+    };
     let signal = common::shutdown_signal().await?;
     tracing::info!(signal, "shutting down");
-    shutdown.cancel();
-    common::drain(&tracker).await;
-    tracing::info!("stopped");
+    running.stop().await;
     Ok(0)
+}
+
+/// Reads the device list; on error prints it and returns exit status 2.
+pub(crate) fn load_registry(config: &Config) -> Result<Registry, u8> {
+    match Registry::load(&config.devices) {
+        Ok(registry) => {
+            for warning in &registry.warnings {
+                tracing::warn!(%warning, "device list");
+            }
+            Ok(registry)
+        }
+        Err(error) => {
+            eprintln!("cync-bridge: device list: {error}");
+            Err(EXIT_CONFIG)
+        }
+    }
+}
+
+/// A running bridge: device server, telemetry endpoint and (unless disabled) the MQTT bridge.
+pub(crate) struct Running {
+    /// Shared services (routes, state, metrics).
+    pub services: Services,
+    /// Where devices connect.
+    pub device_addr: SocketAddr,
+    /// `/metrics` and `/healthz`.
+    pub telemetry_addr: SocketAddr,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Running {
+    /// Starts everything `config` asks for. `Ok(Err(code))`: a configuration problem was
+    /// printed and the process should exit with `code`.
+    pub(crate) async fn start(
+        config: &Config,
+        registry: Registry,
+    ) -> anyhow::Result<Result<Running, u8>> {
+        let metrics = Metrics::new();
+        let health = Health::new();
+        let services = Services::new(config, metrics.clone());
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+
+        let server = DeviceServer::bind(config, &services, shutdown.clone()).await?;
+        let device_addr = server.local_addr()?;
+        let endpoint = TcpListener::bind(config.telemetry.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot serve /metrics and /healthz on {}: is another cync-bridge running? \
+                     Set telemetry.listen / CYNC_TELEMETRY__LISTEN",
+                    config.telemetry.listen
+                )
+            })?;
+        let telemetry_addr = endpoint.local_addr()?;
+        server.spawn(&tracker, &health);
+        tracker.spawn(telemetry::serve(
+            endpoint,
+            metrics,
+            health.clone(),
+            shutdown.clone(),
+        ));
+        tracker.spawn(log_state_changes(
+            Arc::clone(&services.state),
+            shutdown.clone(),
+        ));
+        let running = Running {
+            services,
+            device_addr,
+            telemetry_addr,
+            tracker,
+            shutdown,
+        };
+        if config.mqtt.enabled {
+            let transport = Arc::new(SelectedTransport::start(
+                config.transport.mode,
+                config.transport.reliable,
+                &running.services,
+                &running.tracker,
+                running.shutdown.clone(),
+            ));
+            if let Err(error) = bridge::spawn(
+                BridgeSettings::from_config(config),
+                registry,
+                &running.services,
+                transport,
+                &running.tracker,
+                running.shutdown.clone(),
+            ) {
+                eprintln!("cync-bridge: mqtt: {error}");
+                running.stop().await;
+                return Ok(Err(EXIT_CONFIG));
+            }
+            tracing::info!(broker = %config.mqtt.url, "mqtt bridge started");
+        } else {
+            tracing::info!("mqtt disabled (mqtt.enabled = false): device side only");
+        }
+        tracing::info!(devices = %device_addr, telemetry = %telemetry_addr, "cync-bridge serving");
+        Ok(Ok(running))
+    }
+
+    /// Stops everything and waits (bounded) for the tasks to finish.
+    pub(crate) async fn stop(self) {
+        self.shutdown.cancel();
+        common::drain(&self.tracker).await;
+        tracing::info!("stopped");
+    }
 }
 
 /// Logs every device state change at debug level (MQTT publishes them). A lag only loses log

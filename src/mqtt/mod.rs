@@ -8,3 +8,6 @@ pub mod discovery;
 pub mod state;
 pub mod topics;
 pub mod units;
+
+#[cfg(feature = "embedded-broker")]
+pub mod broker;
