@@ -15,6 +15,9 @@ use tokio_util::task::TaskTracker;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
+/// (topic, payload, retain flag as delivered, QoS as delivered).
+type Received = (String, String, bool, u8);
+
 async fn start() -> (u16, CancellationToken, TaskTracker) {
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -37,7 +40,7 @@ fn client(port: u16, id: &str, will: Option<LastWill>) -> (AsyncClient, EventLoo
 fn pump(
     mut ev: EventLoop,
 ) -> (
-    mpsc::UnboundedReceiver<(String, String, bool, u8)>,
+    mpsc::UnboundedReceiver<Received>,
     tokio::task::JoinHandle<()>,
 ) {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -56,9 +59,7 @@ fn pump(
     (rx, task)
 }
 
-async fn next(
-    rx: &mut mpsc::UnboundedReceiver<(String, String, bool, u8)>,
-) -> (String, String, bool, u8) {
+async fn next(rx: &mut mpsc::UnboundedReceiver<Received>) -> Received {
     tokio::time::timeout(PATIENCE, rx.recv())
         .await
         .expect("a message")
