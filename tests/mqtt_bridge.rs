@@ -913,3 +913,73 @@ async fn a_failed_command_republishes_the_confirmed_state() {
     );
     w.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_reports_of_superseded_commands_never_flick_the_state_back() {
+    let Some(w) = World::start().await else {
+        return;
+    };
+    let topic = format!("cync/{}", key(LAMP));
+    let lamp = w.sim.session(sim_key(LAMP)).unwrap();
+    // 0x83 packets (state reports) the lamp has written so far.
+    let written = || {
+        lamp.log()
+            .iter()
+            .filter(|p| {
+                p.dir == cync_bridge::capture::Direction::DeviceToServer
+                    && p.kind() == 0x83
+                    && p.delivered()
+            })
+            .count()
+    };
+    let reports_before = written();
+    let already = w.live.all().len();
+    // Three quick commands: the device answers each at once and reports each ~0.5 s later.
+    w.live
+        .publish(
+            &format!("{topic}/set"),
+            r#"{"brightness":40,"color_temp":2700}"#,
+        )
+        .await;
+    w.live
+        .publish(
+            &format!("{topic}/set"),
+            r#"{"color":{"r":255,"g":0,"b":0}}"#,
+        )
+        .await;
+    w.live
+        .wait(&topic, |s| s.json()["color_mode"] == "rgb")
+        .await;
+    // Every late report has been written by the device...
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while written() < reports_before + 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the device never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...and a wall change on the same connection comes after them.
+    let wall = LightState {
+        on: true,
+        brightness: 7,
+        temperature: 0xFE,
+        rgb: [255, 0, 0],
+    };
+    w.sim.wall_change(sim_key(LAMP), wall).unwrap();
+    w.live.wait(&topic, |s| s.json()["brightness"] == 7).await;
+    let states: Vec<Value> = w.live.all()[already..]
+        .iter()
+        .filter(|s| s.topic == topic)
+        .map(Seen::json)
+        .collect();
+    let first_rgb = states
+        .iter()
+        .position(|s| s["color_mode"] == "rgb")
+        .unwrap();
+    assert!(
+        states[first_rgb..].iter().all(|s| s["color_mode"] == "rgb"),
+        "the lamp flicked back to an earlier state: {states:#?}"
+    );
+    w.finish().await;
+}

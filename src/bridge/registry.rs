@@ -284,7 +284,7 @@ impl Registry {
     /// seen before), so the caller can announce it.
     pub fn observe(&mut self, key: DeviceKey) -> Option<EntityKey> {
         let entity_key = self.entity_key(key);
-        if self.entities.contains_key(&entity_key) {
+        if self.entities.contains_key(&entity_key) || self.is_group_id(entity_key) {
             return None;
         }
         let mut model = lookup(0);
@@ -302,6 +302,16 @@ impl Registry {
             listed: false,
         });
         Some(entity_key)
+    }
+
+    /// Group ids are mesh targets too: a command response for a group is stored under its id,
+    /// which must not turn into a phantom device. Cync group ids start at 0x8000.
+    fn is_group_id(&self, key: EntityKey) -> bool {
+        key.id >= 0x8000
+            || self.entities.contains_key(&EntityKey {
+                kind: EntityKind::Group,
+                ..key
+            })
     }
 
     /// One entity.
@@ -473,6 +483,8 @@ account data:
         assert_eq!(e.name, "Cync device 42");
         assert!(!e.model.caps.brightness, "on/off only");
         assert_eq!(wire_key(dev(42)), stranger);
+        let group_target = DeviceKey::new(HomeId::DEFAULT, 32769);
+        assert_eq!(r.observe(group_target), None, "a group id is not a device");
     }
 
     #[test]
