@@ -5,6 +5,9 @@
 pub mod common;
 pub mod config;
 pub mod decode;
+pub mod doctor;
+pub mod healthcheck;
+pub mod probe;
 pub mod serve;
 pub mod sim;
 pub mod toggle;
