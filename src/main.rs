@@ -22,6 +22,11 @@ enum Command {
     Demo(cli::demo::DemoArgs),
     /// Split capture files into packets and print them as JSON lines.
     Decode(cli::decode::DecodeArgs),
+    /// Check configuration, TLS certificate, device port, DNS redirection, MQTT broker and
+    /// connected devices; one PASS/WARN/FAIL line each, exit 1 if any fails.
+    Doctor(cli::doctor::DoctorArgs),
+    /// Ask a running bridge's /healthz; exit 0 when healthy, 1 otherwise (Docker HEALTHCHECK).
+    Healthcheck(cli::healthcheck::HealthcheckArgs),
     /// Run the bridge: the device listener (TLS, port 23779) and /metrics + /healthz.
     Serve(cli::serve::ServeArgs),
     /// Switch one device on or off through this process's own listener (stop `serve` first)
@@ -37,6 +42,8 @@ fn main() -> ExitCode {
         Command::Config(a) => cli::config::run(&a, &mut std::io::stdout()),
         Command::Demo(a) => cli::demo::run(&a, &mut std::io::stdout()),
         Command::Decode(a) => cli::decode::run(&a, &mut std::io::stdout().lock()),
+        Command::Doctor(a) => cli::doctor::run(&a, &mut std::io::stdout()),
+        Command::Healthcheck(a) => cli::healthcheck::run(&a, &mut std::io::stdout()),
         Command::Serve(a) => cli::serve::run(&a),
         Command::Toggle(a) => cli::toggle::run(&a, &mut std::io::stdout()),
         Command::Sim(a) => cli::sim::run(&a),

@@ -143,7 +143,9 @@ fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, MqttConfi
     })
 }
 
-fn tls_configuration(tls: &MqttTls) -> Result<TlsConfiguration, MqttConfigError> {
+/// The rumqttc TLS settings for `tls`; shared with `doctor`, which must connect exactly as the
+/// bridge does.
+pub fn tls_configuration(tls: &MqttTls) -> Result<TlsConfiguration, MqttConfigError> {
     let Some(ca_path) = &tls.ca else {
         return Ok(TlsConfiguration::Native);
     };

@@ -33,6 +33,8 @@ pub struct Mosquitto {
     pub port: u16,
     child: Option<std::process::Child>,
     dir: tempfile::TempDir,
+    /// `(user, password)` the broker requires; `None` allows anonymous clients.
+    login: Option<(String, String)>,
 }
 
 fn mosquitto_binary() -> Option<PathBuf> {
@@ -50,6 +52,16 @@ impl Mosquitto {
     /// Starts a broker, or returns `None` (after saying so) when mosquitto is not installed —
     /// unless `CYNC_REQUIRE_MOSQUITTO=1`, which makes its absence a failure.
     pub fn start() -> Option<Mosquitto> {
+        Self::start_with(None)
+    }
+
+    /// Starts a broker that accepts only `user` with `password` (a `mosquitto_passwd` file)
+    /// and refuses everyone else, or `None` as [`Mosquitto::start`].
+    pub fn start_with_login(user: &str, password: &str) -> Option<Mosquitto> {
+        Self::start_with(Some((user.to_owned(), password.to_owned())))
+    }
+
+    fn start_with(login: Option<(String, String)>) -> Option<Mosquitto> {
         let Some(_) = mosquitto_binary() else {
             if std::env::var("CYNC_REQUIRE_MOSQUITTO").as_deref() == Ok("1") {
                 panic!("mosquitto is required but not installed");
@@ -62,6 +74,7 @@ impl Mosquitto {
             port,
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
+            login,
         };
         broker.restart();
         Some(broker)
@@ -79,10 +92,24 @@ impl Mosquitto {
     pub fn restart(&mut self) {
         self.stop();
         let conf = self.dir.path().join("mosquitto.conf");
+        let access = match &self.login {
+            None => "allow_anonymous true\n".to_owned(),
+            Some((user, password)) => {
+                let file = self.dir.path().join("passwd");
+                let made = std::process::Command::new("mosquitto_passwd")
+                    .args(["-b", "-c"])
+                    .arg(&file)
+                    .args([user, password])
+                    .status()
+                    .expect("run mosquitto_passwd (package mosquitto)");
+                assert!(made.success(), "mosquitto_passwd failed");
+                format!("allow_anonymous false\npassword_file {}\n", file.display())
+            }
+        };
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n",
+                "listener {} 127.0.0.1\n{access}persistence false\n",
                 self.port
             ),
         )
