@@ -983,3 +983,50 @@ async fn late_reports_of_superseded_commands_never_flick_the_state_back() {
     );
     w.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_is_down_at_start_never_stops_the_device_side() {
+    let Some(mut broker) = Mosquitto::start() else {
+        return;
+    };
+    broker.stop();
+    let bridge = BridgeProc::start(broker.port, "", common::free_port()).await;
+    let sim = Simulator::start(SimConfig::new(7, vec![sim_home()]), bridge.addr)
+        .await
+        .unwrap();
+    sim.wait_ready(PATIENCE).await.unwrap();
+    // Devices connect and report while the broker is away; a wall change is kept too.
+    let wall = LightState {
+        on: true,
+        brightness: 23,
+        temperature: 0,
+        rgb: [0, 0, 0],
+    };
+    sim.wall_change(sim_key(DIMMER), wall).unwrap();
+    let dimmer = cync_bridge::device::DeviceKey::new(cync_bridge::device::HomeId::DEFAULT, DIMMER);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while bridge
+        .services
+        .state
+        .get(&dimmer)
+        .map(|s| s.light.brightness)
+        != Some(23)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the device side stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(bridge.metric("tcp_comm_connected_sessions"), 5.0);
+    assert_eq!(bridge.metric("tcp_comm_mqtt_connected"), 0.0);
+    // The broker comes up: everything is published, with the state as it is now.
+    broker.restart();
+    let live = Observer::start(broker.port, "#").await;
+    let s = live.wait(&format!("cync/{}", key(DIMMER)), |_| true).await;
+    assert_eq!(s.json()["brightness"], 23);
+    live.wait("cync/bridge/state", |s| s.payload == "online")
+        .await;
+    sim.shutdown().await;
+    bridge.stop().await;
+}
