@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
@@ -23,7 +23,7 @@ use super::config::{ConfigError, DeviceKey};
 use super::device::{Control, LinkState, Shared};
 use super::home::HomeSpec;
 use super::recorder::{LoggedPacket, Recorder};
-use super::state::HomeRuntime;
+use super::state::{Applied, HomeRuntime};
 use super::stats::SessionStats;
 use super::tls::TlsConnectError;
 use crate::protocol::{LightState, PeerId};
@@ -176,6 +176,8 @@ impl SessionHandle {
 
 pub(crate) struct Inner {
     pub homes: Vec<Arc<HomeRuntime>>,
+    /// Applied-command events of every home.
+    pub applied: broadcast::Sender<Applied>,
     pub sessions: Vec<SessionHandle>,
     pub by_key: BTreeMap<DeviceKey, usize>,
     pub cancel: CancellationToken,
@@ -257,6 +259,15 @@ impl SimHandle {
     /// once per member).
     pub fn applied(&self, key: DeviceKey) -> u64 {
         self.runtime(key).map_or(0, |h| h.applied(key.mesh_id))
+    }
+
+    /// Every command applied from now on, with the device's new state and the time it was
+    /// applied (what a latency bench measures against). Replays are not applied, so they give no
+    /// event; a group command gives one per member. A subscriber that falls more than
+    /// [`APPLIED_EVENTS`](super::state::APPLIED_EVENTS) events behind gets `Lagged`; the
+    /// simulator never waits for it, and builds no event while nobody subscribes.
+    pub fn subscribe_applied(&self) -> broadcast::Receiver<Applied> {
+        self.inner.applied.subscribe()
     }
 
     /// Someone used the wall switch: the device takes `state` without any command, and every

@@ -10,7 +10,8 @@
 //! # Layout
 //!
 //! - [`home`]: what a home is (devices, relays, groups); [`home::HomeBuilder`], [`home::generate`].
-//! - `state`: a home's live state, applied-command counts, replay cache, report fan-out.
+//! - `state`: a home's live state, applied-command counts and events ([`Applied`]), replay
+//!   cache, report fan-out.
 //! - [`profile`]: the connect sequences real devices show.
 //! - `packets`: the packets one device sends, built with the codec.
 //! - `session`: one device's protocol behaviour, without I/O.
@@ -64,4 +65,5 @@ pub use home::{generate, DeviceSpec, GenerateParams, GroupSpec, HomeBuilder, Hom
 pub use profile::ConnectProfile;
 pub use recorder::LoggedPacket;
 pub use runner::Simulator;
+pub use state::{Applied, APPLIED_EVENTS};
 pub use stats::SessionStats;

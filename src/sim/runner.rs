@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -29,7 +29,7 @@ use super::home::{DeviceSpec, WifiSpec};
 use super::packets::{Identity, Packets};
 use super::recorder::{PacketLog, Recorder};
 use super::session::{Logic, LogicSettings};
-use super::state::HomeRuntime;
+use super::state::{HomeRuntime, APPLIED_EVENTS};
 use super::stats::Counters;
 use crate::protocol::LightState;
 
@@ -58,11 +58,12 @@ impl Simulator {
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
         let recorder = open_recorder(&config, &tracker).await?;
+        let (applied, _) = broadcast::channel(APPLIED_EVENTS);
         let homes: Vec<Arc<HomeRuntime>> = config
             .homes
             .iter()
             .enumerate()
-            .map(|(i, spec)| Arc::new(HomeRuntime::new(i, spec.clone())))
+            .map(|(i, spec)| Arc::new(HomeRuntime::new(i, spec.clone(), applied.clone())))
             .collect();
         let ctx = Ctx {
             config: &config,
@@ -82,6 +83,7 @@ impl Simulator {
         Ok(SimHandle {
             inner: Arc::new(Inner {
                 homes,
+                applied,
                 sessions,
                 by_key,
                 _guard: cancel.clone().drop_guard(),

@@ -28,9 +28,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
 use tokio::time::Instant;
 
+use super::config::DeviceKey;
 use super::home::HomeSpec;
 use crate::device::catalog;
 use crate::protocol::content::{TEMP_EFFECT, TEMP_RGB_MODE};
@@ -40,6 +41,22 @@ use crate::protocol::{Command, LightColor, LightState};
 pub const REPLAY_CACHE: usize = 64;
 /// How long a command is remembered for replay detection.
 pub const REPLAY_WINDOW: Duration = Duration::from_secs(30);
+
+/// Applied-command events buffered per subscriber of [`crate::sim::SimHandle::subscribe_applied`];
+/// a subscriber that falls further behind loses the oldest (`Lagged`). The simulator never waits.
+pub const APPLIED_EVENTS: usize = 4096;
+
+/// One command applied to one device, and when: what a latency measurement needs to know that a
+/// command reached the device (a group command gives one event per member).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The device.
+    pub key: DeviceKey,
+    /// Its state after the command.
+    pub state: LightState,
+    /// When the command was applied.
+    pub at: std::time::Instant,
+}
 
 /// Fits a state to what a model can show: on/off-only devices report brightness 100 (the A3
 /// plug reports `64`), non-tunable ones temperature 0 (A1 vector #11), non-colour ones no RGB.
@@ -178,13 +195,19 @@ pub(crate) struct HomeRuntime {
     own_slot: Vec<Option<usize>>,
     relays_of: Vec<Vec<usize>>,
     applied: Vec<AtomicU64>,
+    /// Applied-command events; only built when someone subscribed.
+    applied_events: broadcast::Sender<Applied>,
     wall_changes: AtomicU64,
     /// Mesh ids whose power is cut at the wall: relays report them with the online flag clear.
     unpowered: Vec<std::sync::atomic::AtomicBool>,
 }
 
 impl HomeRuntime {
-    pub(crate) fn new(index: usize, spec: HomeSpec) -> Self {
+    pub(crate) fn new(
+        index: usize,
+        spec: HomeSpec,
+        applied_events: broadcast::Sender<Applied>,
+    ) -> Self {
         let mut states = vec![None; 256];
         let mut own_slot = vec![None; 256];
         let mut relays_of = vec![Vec::new(); 256];
@@ -214,6 +237,7 @@ impl HomeRuntime {
             own_slot,
             relays_of,
             applied: (0..256).map(|_| AtomicU64::new(0)).collect(),
+            applied_events,
             wall_changes: AtomicU64::new(0),
             unpowered: (0..256)
                 .map(|_| std::sync::atomic::AtomicBool::new(false))
@@ -290,6 +314,8 @@ impl HomeRuntime {
         let Some(ids) = cmd.target().and_then(|t| self.targets(t)) else {
             return Outcome::UnknownTarget;
         };
+        let observed = self.applied_events.receiver_count() > 0;
+        let mut after = Vec::new();
         {
             let mut inner = relock(&self.inner);
             if let Some(sno) = sno {
@@ -314,6 +340,9 @@ impl HomeRuntime {
                 let type_id = self.spec.device(*id).map_or(0, |d| d.type_id);
                 if let Some(Some(s)) = inner.states.get_mut(i) {
                     *s = normalize(type_id, command_effect(cmd, *s));
+                    if observed {
+                        after.push((*id, *s));
+                    }
                 }
             }
         }
@@ -322,6 +351,17 @@ impl HomeRuntime {
                 c.fetch_add(1, Ordering::Relaxed);
             }
             self.mark_dirty(*id, via);
+        }
+        if !after.is_empty() {
+            let at = std::time::Instant::now();
+            for (mesh_id, state) in after {
+                let key = DeviceKey {
+                    home: self.index,
+                    mesh_id,
+                };
+                // No subscriber left is fine: nobody is measuring any more.
+                let _ = self.applied_events.send(Applied { key, state, at });
+            }
         }
         Outcome::Applied(ids)
     }
@@ -370,7 +410,7 @@ mod tests {
             .group(0x8001, &[1, 2, 3])
             .build()
             .unwrap();
-        HomeRuntime::new(0, spec)
+        HomeRuntime::new(0, spec, broadcast::channel(APPLIED_EVENTS).0)
     }
 
     #[test]
@@ -388,6 +428,29 @@ mod tests {
         assert!(h.watches[0].take().is_empty());
         let dirty = h.watches[1].take();
         assert_eq!(dirty.iter().collect::<Vec<_>>(), vec![2, 3]);
+    }
+
+    #[test]
+    fn applied_events_name_each_member_with_its_new_state_and_skip_replays() {
+        let (tx, mut rx) = broadcast::channel(APPLIED_EVENTS);
+        let h = HomeRuntime::new(0, home().spec, tx);
+        let cmd = Command::Power {
+            target: 0x8001,
+            on: true,
+        };
+        let before = std::time::Instant::now();
+        h.apply_command(&cmd, Some(5), Some(0), Instant::now());
+        h.apply_command(&cmd, Some(5), Some(1), Instant::now());
+        let mut seen = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            assert!(e.state.on && e.at >= before);
+            seen.push(e.key.mesh_id);
+        }
+        assert_eq!(
+            seen,
+            vec![1, 2, 3],
+            "one event per member, none for the replay"
+        );
     }
 
     #[test]
