@@ -493,10 +493,19 @@ impl World {
         let v = self.v.ha;
         let mut names: Vec<&str> = DEVICES.iter().map(|d| d.2).collect();
         names.push(GROUP_NAME);
+        let hass_log = self.ha_work.join("hass.log");
         let ids = until(
             "every simulated device as an available entity",
             DISCOVERY_WAIT,
             || {
+                // A refused discovery payload never turns into an entity: fail at once.
+                let log = std::fs::read_to_string(&hass_log).unwrap_or_default();
+                if let Some(l) = log
+                    .lines()
+                    .find(|l| l.contains("when processing MQTT discovery message"))
+                {
+                    panic!("[{v}] Home Assistant refused a discovery payload: {l}");
+                }
                 let states = self.states()?;
                 let mut ids = HashMap::new();
                 for name in &names {
