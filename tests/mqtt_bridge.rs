@@ -1030,3 +1030,66 @@ async fn a_broker_that_is_down_at_start_never_stops_the_device_side() {
     sim.shutdown().await;
     bridge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wall_change_right_after_commands_is_never_lost() {
+    let Some(w) = World::start().await else {
+        return;
+    };
+    let topic = format!("cync/{}", key(SWITCH));
+    // ON then OFF from Home Assistant; before the device's late reports arrive, someone presses
+    // the wall switch back on. The late reports must not hide that.
+    w.live.publish(&format!("{topic}/set"), "ON").await;
+    w.live
+        .wait(&topic, |s| s.payload == r#"{"state":"ON"}"#)
+        .await;
+    w.live.publish(&format!("{topic}/set"), "OFF").await;
+    w.live
+        .wait(&topic, |s| s.payload == r#"{"state":"OFF"}"#)
+        .await;
+    let on = LightState {
+        on: true,
+        ..w.sim.state(sim_key(SWITCH)).unwrap()
+    };
+    w.sim.wall_change(sim_key(SWITCH), on).unwrap();
+    w.live
+        .wait(&topic, |s| s.payload == r#"{"state":"ON"}"#)
+        .await;
+    // Whatever else the device still reports, the switch stays on.
+    let switch = w.sim.session(sim_key(SWITCH)).unwrap();
+    let written = || {
+        switch
+            .log()
+            .iter()
+            .filter(|p| {
+                p.dir == cync_bridge::capture::Direction::DeviceToServer && p.kind() == 0x83
+            })
+            .count()
+    };
+    let settled = written() + 1;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while written() < settled {
+        assert!(tokio::time::Instant::now() < deadline, "no further report");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A marker wall change after every late report: the last state before it was ON.
+    let marker = LightState { on: false, ..on };
+    w.sim.wall_change(sim_key(SWITCH), marker).unwrap();
+    w.live
+        .wait(&topic, |s| s.payload == r#"{"state":"OFF"}"#)
+        .await;
+    let states: Vec<String> = w
+        .live
+        .all()
+        .iter()
+        .filter(|s| s.topic == topic)
+        .map(|s| s.payload.clone())
+        .collect();
+    assert_eq!(
+        states[states.len() - 2],
+        r#"{"state":"ON"}"#,
+        "the wall change was undone: {states:?}"
+    );
+    assert!(w.sim.state(sim_key(SWITCH)).unwrap().on == marker.on);
+    w.finish().await;
+}

@@ -199,17 +199,7 @@ struct Inner {
     devices: HashMap<DeviceKey, DeviceState>,
     waiters: HashMap<DeviceKey, Vec<Waiter>>,
     waiter_count: usize,
-    /// Per device, the states its latest command responses set, oldest first (see
-    /// [`StateStore::apply`] on late reports).
-    commanded: HashMap<DeviceKey, std::collections::VecDeque<(LightState, Instant)>>,
 }
-
-/// Command-response states remembered per device.
-const COMMANDED_MEMORY: usize = 8;
-
-/// How long a report equal to a superseded commanded state counts as late. Devices report
-/// ≈0.5 s after executing (PROTOCOL.md §6.10); relays re-broadcast a little later.
-const LATE_REPORT_WINDOW: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The store. Share it as `Arc<StateStore>`.
 pub struct StateStore {
@@ -244,29 +234,9 @@ impl StateStore {
     /// Applies one report: stores it if it differs (emitting a [`StateChange`]) and completes
     /// the waiters it confirms. The event is sent under the lock so subscribers see changes of
     /// one device in the order they were stored.
-    ///
-    /// A device answers a command at once (`f9`, applied as [`ReportSource::CommandResponse`])
-    /// and reports the state again ≈0.5 s later — in its own `fa db 13`, its 0x43 self record
-    /// and its relays' records, none of which says which command it follows. After several
-    /// quick commands (a dragged slider, brightness then colour) those late reports would set
-    /// the device back to an intermediate state. So a report equal to a state that an *earlier*
-    /// command response set, and that a later response has superseded, is ignored for
-    /// [`LATE_REPORT_WINDOW`]; any other report applies as usual.
     pub fn apply(&self, report: Report) -> Applied {
         let now = Instant::now();
         let mut inner = self.lock();
-        if report.source == ReportSource::CommandResponse {
-            let list = inner.commanded.entry(report.key).or_default();
-            if list.len() == COMMANDED_MEMORY {
-                list.pop_front();
-            }
-            list.push_back((report.state.light, now));
-        } else if Self::is_late(&inner, &report, now) {
-            return Applied {
-                changed: false,
-                confirmed: 0,
-            };
-        }
         let previous = inner.devices.insert(report.key, report.state);
         let changed = previous != Some(report.state);
         if changed {
@@ -280,22 +250,6 @@ impl StateStore {
         }
         let confirmed = Self::confirm(&mut inner, &report, now);
         Applied { changed, confirmed }
-    }
-
-    /// Whether `report` repeats a commanded state that a later command response superseded.
-    fn is_late(inner: &Inner, report: &Report, now: Instant) -> bool {
-        let Some(list) = inner.commanded.get(&report.key) else {
-            return false;
-        };
-        let Some((latest, _)) = list.back() else {
-            return false;
-        };
-        if *latest == report.state.light {
-            return false;
-        }
-        list.iter().rev().skip(1).any(|(state, at)| {
-            *state == report.state.light && now.saturating_duration_since(*at) < LATE_REPORT_WINDOW
-        })
     }
 
     fn confirm(inner: &mut Inner, report: &Report, at: Instant) -> usize {

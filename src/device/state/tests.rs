@@ -160,33 +160,3 @@ fn a_lagging_subscriber_loses_the_oldest_events_and_can_resync_from_a_snapshot()
     ));
     assert_eq!(store.snapshot()[0].1, lamp(true, 5));
 }
-
-#[tokio::test(start_paused = true)]
-async fn late_reports_of_superseded_commands_are_ignored_for_a_while() {
-    let store = StateStore::new(16, 16);
-    let (a, b, c) = (lamp(true, 20), lamp(true, 40), lamp(true, 60));
-    store.apply(report(7, a, ReportSource::StateReport));
-    // Two quick commands: brightness 40, then 60; the device answers each at once.
-    store.apply(report(7, b, ReportSource::CommandResponse));
-    store.apply(report(7, c, ReportSource::CommandResponse));
-    // Its late report for the first command, in every shape, changes nothing.
-    for source in [
-        ReportSource::StateReport,
-        ReportSource::SelfRecord,
-        ReportSource::RelayRecord,
-    ] {
-        assert!(!store.apply(report(7, b, source)).changed, "{source:?}");
-    }
-    assert_eq!(store.get(&DeviceKey::new(HomeId::DEFAULT, 7)), Some(c));
-    // A state no command set (the wall switch) applies at once.
-    assert!(
-        store
-            .apply(report(7, lamp(false, 60), ReportSource::StateReport))
-            .changed
-    );
-    // Long after, the old commanded state is an ordinary state again.
-    tokio::time::advance(LATE_REPORT_WINDOW).await;
-    assert!(store.apply(report(7, b, ReportSource::StateReport)).changed);
-    // Other devices are not affected.
-    assert!(store.apply(report(8, b, ReportSource::StateReport)).changed);
-}

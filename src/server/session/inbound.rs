@@ -177,7 +177,18 @@ impl Session {
                         light: record.state,
                         online: record.online,
                     };
-                    self.ctx.state.apply(Report { key, state, source });
+                    if record.is_self()
+                        && self
+                            .sent
+                            .is_late_twin(u16::from(record.mesh_id), record.state)
+                    {
+                        tracing::debug!(
+                            mesh_id = record.mesh_id,
+                            "self record of a superseded command; not stored"
+                        );
+                    } else {
+                        self.ctx.state.apply(Report { key, state, source });
+                    }
                     // A relay record flagged offline says the relay cannot reach the device now.
                     if record.online || record.is_self() {
                         learned.push((key, kind));
@@ -206,7 +217,15 @@ impl Session {
                     online: report.online,
                 };
                 let source = ReportSource::StateReport;
-                self.ctx.state.apply(Report { key, state, source });
+                if self.sent.is_late_report(report.dst, frame.tx, report.state) {
+                    tracing::debug!(
+                        tx = frame.tx,
+                        mesh_id = report.dst,
+                        "state report for a superseded command; not stored"
+                    );
+                } else {
+                    self.ctx.state.apply(Report { key, state, source });
+                }
                 // src = dst in every capture: the device reporting itself (§7.1).
                 let kind = if report.src == report.dst {
                     RouteKind::Direct

@@ -25,6 +25,7 @@
 mod handle;
 mod inbound;
 mod inflight;
+mod late;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -125,6 +126,8 @@ struct Session {
     unknown_logged: Vec<u8>,
     /// True once undecodable input was logged at warn (further ones go to debug).
     bad_logged: bool,
+    /// Late reports of superseded commands (see [`late::SentCommands`]).
+    sent: late::SentCommands,
 }
 
 /// The session's deadlines; `None` = not armed.
@@ -175,6 +178,7 @@ impl Session {
             seq,
             inflight,
             out: BytesMut::with_capacity(1024),
+            sent: late::SentCommands::default(),
             stop: None,
             timers: Timers {
                 last_read: Instant::now(),
@@ -386,6 +390,9 @@ impl Session {
             "command sent"
         );
         self.notify(&owner, CommandEvent::Sent { seq });
+        if let Some(target) = command.target() {
+            self.sent.record(target, seq.tx);
+        }
         if let Some(forgotten) = self
             .inflight
             .insert(seq.msg, Entry::new(Some(seq.tx), now, Some(owner)))
