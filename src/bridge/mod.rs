@@ -562,7 +562,7 @@ impl Runtime {
         let now = Instant::now();
         self.refresh_availability(key, now);
         self.publish_state(key, false);
-        for group in self.registry.groups_of(key) {
+        for group in self.registry.groups_of(key).to_vec() {
             self.refresh_availability(group, now);
             self.publish_state(group, false);
         }
@@ -707,22 +707,12 @@ mod tests {
     }
 
     fn entity(type_id: u16) -> Entity {
-        Entity {
-            key: EntityKey {
-                home: 1,
-                kind: crate::mqtt::topics::EntityKind::Device,
-                id: 9,
-            },
-            name: "x".into(),
-            model: crate::device::lookup(type_id),
-            ble_mac: None,
-            wifi_mac: None,
-            firmware: None,
-            area: None,
-            disabled: false,
-            members: Vec::new(),
-            listed: true,
-        }
+        let key = EntityKey {
+            home: 1,
+            kind: crate::mqtt::topics::EntityKind::Device,
+            id: 9,
+        };
+        Entity::unlisted(key, crate::device::lookup(type_id))
     }
 
     fn tr(

@@ -60,6 +60,23 @@ impl Entity {
         }
     }
 
+    /// A device known only from the wire: a generic name and on/off only, so a wrong guess
+    /// never sends a command the device does not understand.
+    pub fn unlisted(key: EntityKey, model: Model) -> Self {
+        Entity {
+            key,
+            name: format!("Cync device {}", key.id),
+            model,
+            ble_mac: None,
+            wifi_mac: None,
+            firmware: None,
+            area: None,
+            disabled: false,
+            members: Vec::new(),
+            listed: false,
+        }
+    }
+
     /// The key commands for this entity are sent to (a group id is a mesh target too).
     pub fn wire_key(&self) -> DeviceKey {
         wire_key(self.key)
@@ -109,6 +126,8 @@ pub struct Registry {
     homes: Vec<u64>,
     /// Mesh id → the listed homes that contain it.
     mesh_homes: HashMap<u16, Vec<u64>>,
+    /// Device → the enabled groups it belongs to (looked up on every state change).
+    groups_by_member: HashMap<EntityKey, Vec<EntityKey>>,
     overrides: BTreeMap<String, RawOverride>,
     /// Warnings for the log (odd entries accepted with safe defaults).
     pub warnings: Vec<String>,
@@ -157,6 +176,19 @@ impl Registry {
         };
         for home in &inventory.homes {
             registry.add_home(home);
+        }
+        for group in registry
+            .entities
+            .values()
+            .filter(|e| e.is_group() && !e.disabled)
+        {
+            for member in registry.member_keys(group) {
+                registry
+                    .groups_by_member
+                    .entry(member)
+                    .or_default()
+                    .push(group.key);
+            }
         }
         registry
     }
@@ -289,18 +321,7 @@ impl Registry {
         }
         let mut model = lookup(0);
         model.name = "Cync device (not in the device list)";
-        self.insert(Entity {
-            key: entity_key,
-            name: format!("Cync device {}", key.mesh.0),
-            model,
-            ble_mac: None,
-            wifi_mac: None,
-            firmware: None,
-            area: None,
-            disabled: false,
-            members: Vec::new(),
-            listed: false,
-        });
+        self.insert(Entity::unlisted(entity_key, model));
         Some(entity_key)
     }
 
@@ -325,17 +346,10 @@ impl Registry {
     }
 
     /// The enabled groups that contain device `member`.
-    pub fn groups_of(&self, member: EntityKey) -> Vec<EntityKey> {
-        self.entities
-            .values()
-            .filter(|e| {
-                !e.disabled
-                    && e.key.home == member.home
-                    && e.is_group()
-                    && e.members.contains(&member.id)
-            })
-            .map(|e| e.key)
-            .collect()
+    pub fn groups_of(&self, member: EntityKey) -> &[EntityKey] {
+        self.groups_by_member
+            .get(&member)
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The device keys of a group's members.
@@ -466,7 +480,7 @@ account data:
         let room = r.get(&key).unwrap();
         assert_eq!(room.members, vec![5, 7]);
         assert!(room.model.caps.rgb && room.model.caps.brightness);
-        assert_eq!(r.groups_of(dev(7)), vec![key]);
+        assert_eq!(r.groups_of(dev(7)), [key]);
         assert!(r.groups_of(dev(6)).is_empty());
     }
 

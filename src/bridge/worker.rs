@@ -118,8 +118,13 @@ async fn execute(ctx: &WorkerContext, job: Job) -> CommandOutcome {
         }
     }
     for command in &job.commands {
-        let mut request = CommandRequest::new(job.wire, *command, ctx.command_timeout);
-        request.correlation = job.correlation;
+        // The MQTT command's correlation id, so every Cync command it became logs under it.
+        let request = CommandRequest {
+            key: job.wire,
+            command: *command,
+            timeout: ctx.command_timeout,
+            correlation: job.correlation,
+        };
         let report = ctx.transport.execute(request, &ctx.shutdown).await;
         if report.outcome != CommandOutcome::Success {
             tracing::warn!(
