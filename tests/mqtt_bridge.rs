@@ -18,7 +18,6 @@ use cync_bridge::protocol::LightState;
 use cync_bridge::server::{DeviceServer, Services};
 use cync_bridge::sim::{DeviceKey as SimKey, HomeBuilder, SimConfig, SimHandle, Simulator};
 use cync_bridge::telemetry::{Health, Metrics};
-use cync_bridge::transport::SelectedTransport;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
@@ -236,13 +235,13 @@ impl BridgeProc {
             .unwrap();
         let addr = server.local_addr().unwrap();
         server.spawn(&tracker, &Health::new());
-        let transport = Arc::new(SelectedTransport::start(
+        let transport = cync_bridge::transport::start(
             config.transport.mode,
             config.transport.reliable,
             &services,
             &tracker,
             shutdown.clone(),
-        ));
+        );
         let registry = Registry::load(&config.devices).unwrap();
         bridge::spawn(
             BridgeSettings::from_config(&config),

@@ -7,20 +7,21 @@
 //!
 //! A group command is one mesh broadcast; it completes when every member has confirmed the new
 //! state (a report showing it). Members that stay silent are asked with a mesh-info request,
-//! whose answer lists every node's state (PROTOCOL.md §7.4).
+//! whose answer lists every node's state (`docs/protocol.md`, mesh info).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::device::{Confirmation, DeviceKey, Expectation, StateStore};
 use crate::mqtt::topics::EntityKey;
 use crate::protocol::Command;
-use crate::server::{CommandToken, Routes, SessionCommand};
-use crate::transport::{CommandOutcome, CommandRequest, CommandTransport, SelectedTransport};
+use crate::transport::{CommandOutcome, CommandRequest, CommandTransport};
 
 /// Commands waiting per entity behind the one being carried out; more are refused (the caller
 /// republishes the confirmed state so HA shows the truth).
@@ -64,11 +65,9 @@ pub struct Done {
 #[derive(Debug)]
 pub struct WorkerContext {
     /// The command path.
-    pub transport: Arc<SelectedTransport>,
+    pub transport: Arc<dyn CommandTransport>,
     /// Device state (group confirmation).
     pub state: Arc<StateStore>,
-    /// Sessions (mesh-info refresh).
-    pub routes: Arc<Routes>,
     /// Deadline of one Cync command.
     pub command_timeout: Duration,
     /// Deadline of a group's member confirmations.
@@ -77,6 +76,57 @@ pub struct WorkerContext {
     pub done: mpsc::Sender<Done>,
     /// Bridge shutdown.
     pub shutdown: CancellationToken,
+}
+
+/// Why a job was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// [`QUEUE`] commands are already waiting for this entity.
+    QueueFull,
+    /// The bridge is shutting down.
+    Stopped,
+}
+
+/// Hands jobs to their entity's worker, starting one when there is none (or it ended idle).
+#[derive(Debug)]
+pub struct Dispatcher {
+    workers: HashMap<EntityKey, mpsc::Sender<Job>>,
+    ctx: Arc<WorkerContext>,
+    tracker: TaskTracker,
+}
+
+impl Dispatcher {
+    #[allow(missing_docs)]
+    pub fn new(ctx: Arc<WorkerContext>, tracker: TaskTracker) -> Self {
+        Dispatcher {
+            workers: HashMap::new(),
+            ctx,
+            tracker,
+        }
+    }
+
+    /// Queues `job` behind the entity's earlier commands without waiting.
+    pub fn dispatch(&mut self, job: Job) -> Result<(), Refused> {
+        let key = job.entity;
+        let mut job = job;
+        // Twice at most: a worker that ended while idle is replaced once.
+        for _ in 0..2 {
+            let tx = self.workers.entry(key).or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                self.tracker.spawn(run(Arc::clone(&self.ctx), rx));
+                tx
+            });
+            match tx.try_send(job) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => return Err(Refused::QueueFull),
+                Err(mpsc::error::TrySendError::Closed(j)) => {
+                    self.workers.remove(&key);
+                    job = j;
+                }
+            }
+        }
+        Err(Refused::Stopped)
+    }
 }
 
 /// Runs one entity's worker until it has been idle for a while or the bridge stops.
@@ -187,22 +237,11 @@ async fn confirm_members(
     CommandOutcome::Success
 }
 
-/// Sends one mesh-info request through a session that reaches a silent member.
+/// Asks, through the transport, for mesh info from the first silent member it can reach.
 fn request_mesh_info(ctx: &WorkerContext, job: &Job, members: impl Iterator<Item = DeviceKey>) {
-    let Some(session) = members.into_iter().find_map(|m| ctx.routes.preferred(&m)) else {
-        return;
-    };
-    // Nobody listens to this command's updates: the answer arrives as state reports.
-    let (events, _) = mpsc::channel(1);
-    let command = SessionCommand {
-        command: Command::MeshInfoRequest,
-        seq: None,
-        token: CommandToken(0),
-        correlation: job.correlation,
-        events,
-    };
-    if let Err(e) = session.try_submit(command) {
-        tracing::debug!(error = %e, "mesh-info refresh not sent");
+    let mut members = members;
+    if !members.any(|m| ctx.transport.refresh(m, job.correlation)) {
+        tracing::debug!(entity = %job.entity, "mesh-info refresh not sent: no route to a silent member");
     }
 }
 

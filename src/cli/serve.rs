@@ -23,7 +23,6 @@ use crate::config::Config;
 use crate::device::StateStore;
 use crate::server::{DeviceServer, Services};
 use crate::telemetry::{self, Health, Metrics};
-use crate::transport::SelectedTransport;
 
 /// Arguments of `cync-bridge serve`.
 #[derive(Debug, clap::Args)]
@@ -130,13 +129,13 @@ impl Running {
             shutdown,
         };
         if config.mqtt.enabled {
-            let transport = Arc::new(SelectedTransport::start(
+            let transport = crate::transport::start(
                 config.transport.mode,
                 config.transport.reliable,
                 &running.services,
                 &running.tracker,
                 running.shutdown.clone(),
-            ));
+            );
             if let Err(error) = bridge::spawn(
                 BridgeSettings::from_config(config),
                 registry,

@@ -25,9 +25,7 @@ use crate::device::{DeviceKey, HomeId};
 use crate::protocol::Command;
 use crate::server::{DeviceServer, Services};
 use crate::telemetry::{Health, Metrics};
-use crate::transport::{
-    CommandOutcome, CommandReport, CommandRequest, CommandTransport, SelectedTransport,
-};
+use crate::transport::{CommandOutcome, CommandReport, CommandRequest};
 
 /// Arguments of `cync-bridge toggle`.
 #[derive(Debug, clap::Args)]
@@ -139,7 +137,7 @@ async fn toggle(config: &Config, args: &ToggleArgs) -> anyhow::Result<CommandRep
     let report = match routed {
         Ok(()) => {
             let mode = args.transport.unwrap_or(config.transport.mode);
-            let transport = SelectedTransport::start(
+            let transport = crate::transport::start(
                 mode,
                 config.transport.reliable,
                 &services,

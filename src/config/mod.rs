@@ -36,6 +36,7 @@ use figment::Figment;
 use crate::transport::backoff::Backoff;
 use crate::transport::queue::Overflow;
 use crate::transport::reliable::Policy;
+pub use crate::transport::{TransportMode, TransportSettings};
 pub use raw::RawConfig;
 pub use raw::RawOverride;
 use raw::{RawDevices, RawMqtt, RawServer, RawState, RawTelemetry, RawTransport};
@@ -79,7 +80,7 @@ pub struct Config {
     /// `[telemetry]`.
     pub telemetry: TelemetryConfig,
     /// `[transport]`.
-    pub transport: TransportConfig,
+    pub transport: TransportSettings,
     /// `[state]`.
     pub state: StateConfig,
     /// `[mqtt]`.
@@ -197,36 +198,6 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// `tracing` filter directives (checked here, applied by `telemetry::logging::init`).
     pub log_filter: String,
-}
-
-/// Which command path the bridge's own commands take.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum TransportMode {
-    /// Receipts, retries, de-duplication (issue 5).
-    Reliable,
-    /// Write once, no retry (what existing bridges do).
-    Legacy,
-}
-
-impl TransportMode {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TransportMode::Reliable => "reliable",
-            TransportMode::Legacy => "legacy",
-        }
-    }
-}
-
-/// `[transport]`.
-#[derive(Clone, Copy, Debug)]
-pub struct TransportConfig {
-    /// Command path.
-    pub mode: TransportMode,
-    /// Overall deadline of one command, from submission to outcome.
-    pub command_timeout: Duration,
-    /// The reliable path's policy (attempt timeout, retries, backoff, per-device queue).
-    pub reliable: crate::transport::reliable::Policy,
 }
 
 /// `[state]`.
@@ -431,7 +402,7 @@ impl Check<'_> {
         })
     }
 
-    fn transport(&self, r: &RawTransport) -> Result<TransportConfig, ConfigError> {
+    fn transport(&self, r: &RawTransport) -> Result<TransportSettings, ConfigError> {
         let mode = match r.mode.as_str() {
             "reliable" => TransportMode::Reliable,
             "legacy" => TransportMode::Legacy,
@@ -484,7 +455,7 @@ impl Check<'_> {
             queue_capacity: self.count("transport.device_queue", r.device_queue)?.get(),
             overflow,
         };
-        Ok(TransportConfig {
+        Ok(TransportSettings {
             mode,
             command_timeout,
             reliable,

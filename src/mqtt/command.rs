@@ -9,8 +9,95 @@ use serde::Deserialize;
 use super::units::{
     brightness_to_cync, fan_percentage_to_level, fan_preset_to_level, hs_to_rgb, ColorTempUnit,
 };
-use crate::device::catalog::{effect_by_name, Capabilities};
+use crate::device::catalog::{effect_by_name, effect_name, Capabilities, DeviceClass};
 use crate::protocol::{Command, LightColor};
+
+/// Which of an entity's command topics a message arrived on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandTopic {
+    /// `…/set`: the JSON light schema for lights and groups, `ON`/`OFF` for everything else.
+    Set,
+    /// `…/percentage/set` (fans).
+    FanPercentage,
+    /// `…/preset/set` (fans).
+    FanPreset,
+}
+
+/// What translation needs to know about the commanded entity.
+#[derive(Clone, Copy, Debug)]
+pub struct CommandTarget<'a> {
+    /// Mesh id of the device, or the group id (a group command is one mesh broadcast).
+    pub id: u16,
+    #[allow(missing_docs)]
+    pub class: DeviceClass,
+    #[allow(missing_docs)]
+    pub caps: &'a Capabilities,
+    /// Groups take the light schema whatever their members are.
+    pub group: bool,
+    /// The last confirmed power state: a light or fan known to be on gets no redundant power
+    /// command before a level.
+    pub currently_on: Option<bool>,
+}
+
+/// The Cync commands an MQTT command becomes, in the order they must be sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Translated {
+    #[allow(missing_docs)]
+    pub commands: Vec<Command>,
+    /// The effect started, shown in the state payload until a report shows another colour.
+    pub effect: Option<&'static str>,
+}
+
+/// The one place an MQTT command payload becomes Cync commands.
+pub fn translate(
+    topic: CommandTopic,
+    target: &CommandTarget<'_>,
+    payload: &[u8],
+    unit: ColorTempUnit,
+) -> Result<Translated, CommandError> {
+    let id = target.id;
+    let is_light = target.group || matches!(target.class, DeviceClass::Light | DeviceClass::Dimmer);
+    let commands = match topic {
+        CommandTopic::Set if is_light => {
+            let request = parse_light(payload)?;
+            light_commands(&request, target.caps, id, target.currently_on, unit)?
+        }
+        CommandTopic::Set => vec![Command::Power {
+            target: id,
+            on: parse_on_off(payload)?,
+        }],
+        CommandTopic::FanPercentage | CommandTopic::FanPreset => {
+            if target.class != DeviceClass::Fan {
+                return Err(CommandError::Unsupported("fan speed"));
+            }
+            let level = if topic == CommandTopic::FanPercentage {
+                parse_fan_percentage(payload)?
+            } else {
+                parse_fan_preset(payload)?
+            };
+            fan_commands(id, level, target.currently_on)
+        }
+    };
+    let effect = commands.iter().find_map(|c| match c {
+        Command::Effect { effect, .. } => effect_name(*effect),
+        _ => None,
+    });
+    Ok(Translated { commands, effect })
+}
+
+/// A fan's speed is its brightness level; level 0 is off, and a fan that is not known to be on
+/// is powered on first.
+fn fan_commands(target: u16, level: u8, currently_on: Option<bool>) -> Vec<Command> {
+    if level == 0 {
+        return vec![Command::Power { target, on: false }];
+    }
+    let mut commands = Vec::with_capacity(2);
+    if currently_on != Some(true) {
+        commands.push(Command::Power { target, on: true });
+    }
+    commands.push(light(target, Some(level), None));
+    commands
+}
 
 /// Why an MQTT command payload was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -229,6 +316,67 @@ mod tests {
         target: 5,
         on: false,
     };
+
+    fn tr(
+        type_id: u16,
+        topic: CommandTopic,
+        payload: &str,
+        on: Option<bool>,
+    ) -> Result<Translated, CommandError> {
+        let model = lookup(type_id);
+        let target = CommandTarget {
+            id: 5,
+            class: model.class,
+            caps: &model.caps,
+            group: false,
+            currently_on: on,
+        };
+        translate(topic, &target, payload.as_bytes(), ColorTempUnit::Kelvin)
+    }
+
+    fn only(commands: Vec<Command>) -> Result<Translated, CommandError> {
+        Ok(Translated {
+            commands,
+            effect: None,
+        })
+    }
+
+    #[test]
+    fn fan_speeds_power_the_fan_as_needed_and_zero_turns_it_off() {
+        use CommandTopic::{FanPercentage, FanPreset, Set};
+        assert_eq!(
+            tr(81, FanPercentage, "60", Some(false)),
+            only(vec![ON, lvl(75)])
+        );
+        assert_eq!(tr(81, FanPercentage, "60", Some(true)), only(vec![lvl(75)]));
+        assert_eq!(tr(81, FanPreset, "max", None), only(vec![ON, lvl(100)]));
+        assert_eq!(tr(81, FanPercentage, "0", Some(true)), only(vec![OFF]));
+        assert_eq!(tr(81, Set, "OFF", Some(true)), only(vec![OFF]));
+        assert_eq!(
+            tr(64, FanPercentage, "50", None),
+            Err(CommandError::Unsupported("fan speed")),
+            "a plug has no speed"
+        );
+    }
+
+    #[test]
+    fn switches_take_on_off_lights_take_json_and_an_effect_is_named_once() {
+        use CommandTopic::Set;
+        assert_eq!(tr(64, Set, "ON", None), only(vec![ON]));
+        assert!(tr(64, Set, r#"{"brightness":5}"#, None).is_err());
+        let rainbow = tr(137, Set, r#"{"effect":"rainbow"}"#, Some(true)).unwrap();
+        assert_eq!(rainbow.effect, Some("rainbow"));
+        assert_eq!(
+            rainbow.commands,
+            vec![Command::Effect {
+                target: 5,
+                effect: effect_by_name("rainbow").unwrap()
+            }]
+        );
+        // HA's transition and flash are accepted and ignored.
+        let off = r#"{"state":"OFF","transition":2,"flash":"short"}"#;
+        assert_eq!(tr(137, Set, off, Some(true)), only(vec![OFF]));
+    }
 
     #[test]
     fn ha_light_commands_translate_to_cync_commands() {

@@ -3,6 +3,7 @@
 //! node id in discovery topics so stale-config cleanup can recognise this bridge's own configs
 //! (the prefix is shared with zigbee2mqtt and others, whose entities must never be touched).
 
+use super::command::CommandTopic;
 use std::fmt;
 
 /// What an entity addresses: one device or one Cync group, in one home.
@@ -57,12 +58,8 @@ impl EntityKey {
 pub enum Incoming {
     /// Home Assistant's birth/will (`online` / `offline`).
     HaStatus,
-    /// A JSON (lights) or `ON`/`OFF` (switches, fans) command.
-    Set(EntityKey),
-    /// A fan percentage command.
-    FanPercentage(EntityKey),
-    /// A fan preset command.
-    FanPreset(EntityKey),
+    /// A command for an entity, and which of its command topics it came on.
+    Command(EntityKey, CommandTopic),
     /// One of this bridge's own retained discovery configs (seen at start-up for cleanup).
     OwnDiscovery {
         /// HA component (`light`, `switch`, …).
@@ -186,9 +183,13 @@ impl Topics {
             .and_then(|r| r.strip_prefix('/'))?;
         let parts: Vec<&str> = rest.split('/').collect();
         match parts[..] {
-            [key, "set"] => EntityKey::parse(key).map(Incoming::Set),
-            [key, "percentage", "set"] => EntityKey::parse(key).map(Incoming::FanPercentage),
-            [key, "preset", "set"] => EntityKey::parse(key).map(Incoming::FanPreset),
+            [key, "set"] => EntityKey::parse(key).map(|k| Incoming::Command(k, CommandTopic::Set)),
+            [key, "percentage", "set"] => {
+                EntityKey::parse(key).map(|k| Incoming::Command(k, CommandTopic::FanPercentage))
+            }
+            [key, "preset", "set"] => {
+                EntityKey::parse(key).map(|k| Incoming::Command(k, CommandTopic::FanPreset))
+            }
             _ => None,
         }
     }
@@ -227,14 +228,15 @@ mod tests {
     fn every_built_command_topic_parses_back() {
         let t = Topics::new("cync", "homeassistant", "cync_bridge");
         for key in [LAMP, ROOM] {
-            assert_eq!(t.parse(&t.set(key)), Some(Incoming::Set(key)));
+            let command = |topic| Some(Incoming::Command(key, topic));
+            assert_eq!(t.parse(&t.set(key)), command(CommandTopic::Set));
             assert_eq!(
                 t.parse(&t.fan_percentage_set(key)),
-                Some(Incoming::FanPercentage(key))
+                command(CommandTopic::FanPercentage)
             );
             assert_eq!(
                 t.parse(&t.fan_preset_set(key)),
-                Some(Incoming::FanPreset(key))
+                command(CommandTopic::FanPreset)
             );
         }
         assert_eq!(t.parse("homeassistant/status"), Some(Incoming::HaStatus));

@@ -1,12 +1,10 @@
 //! The legacy command path — what existing bridges do, and what `cync-bridge toggle` uses: send
 //! the command once on the device's preferred route and wait.
 //!
-//! Success is the device's `f9` response carrying the command's tx and echoing its op (PROTOCOL.md
-//! §6.10), or any report that shows the new state — the device's own `fa db 13`, or the relay
-//! record through which a Bluetooth-only device's state arrives (§7.3). The confirmation waiter
-//! is registered *before* the command is sent, so a fast report cannot be missed. At the deadline
-//! the outcome is `no_response` if the device at least returned the 0x7B receipt, else `timeout`.
-//! No retry, no other route: that is the reliable transport's job (issue 5).
+//! What confirms a command and how it is counted is shared with the reliable path
+//! ([`super::ending`]). At the deadline the outcome is `no_response` if the device at least
+//! returned the 0x7B receipt, else `timeout`. No retry, no other route: that is the reliable
+//! transport's job.
 
 use std::future::pending;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +15,9 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::ending::Ending;
 use super::{CommandOutcome, CommandReport, CommandRequest, ConfirmedBy};
-use crate::device::{Confirmation, Expectation, StateStore};
+use crate::device::Confirmation;
 use crate::server::{
     CommandEvent, CommandToken, CommandUpdate, Routes, Services, SessionCommand, SessionHandle,
     SubmitError,
@@ -32,11 +31,11 @@ pub const TRANSPORT_LABEL: &str = "legacy";
 /// full sink loses an update, which the deadline then covers.
 const EVENTS_PER_COMMAND: usize = 8;
 
-/// The write-once transport.
+#[allow(missing_docs)]
 #[derive(Debug)]
 pub struct LegacyTransport {
     routes: Arc<Routes>,
-    state: Arc<StateStore>,
+    ending: Ending,
     metrics: Metrics,
     next_token: AtomicU64,
 }
@@ -52,10 +51,14 @@ impl LegacyTransport {
     pub fn new(services: &Services) -> Self {
         LegacyTransport {
             routes: Arc::clone(&services.routes),
-            state: Arc::clone(&services.state),
+            ending: Ending::new(services),
             metrics: services.metrics.clone(),
             next_token: AtomicU64::new(1),
         }
+    }
+
+    pub(super) fn routes(&self) -> &Routes {
+        &self.routes
     }
 
     /// Sends `request` once and waits for its outcome; `cancel` ends the wait with `cancelled`.
@@ -95,7 +98,9 @@ impl LegacyTransport {
             report.confirmed_by = waited.confirmed_by;
         }
         report.latency = started.elapsed();
-        self.record(&report);
+        let attempts = u32::from(report.session.is_some());
+        self.ending
+            .finish(TRANSPORT_LABEL, &request, &mut report, attempts);
         report
     }
 
@@ -106,14 +111,8 @@ impl LegacyTransport {
         deadline: Instant,
         cancel: &CancellationToken,
     ) -> Waited {
-        let label = session.device().to_string();
         // Registered before sending, so the confirming report cannot slip past.
-        let mut confirmation = Expectation::for_command(&request.command).and_then(|expect| {
-            self.state
-                .expect(request.key, expect)
-                .map_err(|e| tracing::warn!(error = %e, "confirmation by report unavailable"))
-                .ok()
-        });
+        let mut confirmation = self.ending.watch(request.key, &request.command);
         let (events, mut updates) = mpsc::channel(EVENTS_PER_COMMAND);
         let submitted = session.try_submit(SessionCommand {
             command: request.command,
@@ -124,7 +123,8 @@ impl LegacyTransport {
         });
         if let Err(error) = submitted {
             if matches!(error, SubmitError::Full(_)) {
-                self.metrics.queue_full(&label, "command");
+                self.metrics
+                    .queue_full(&session.device().to_string(), "command");
             }
             tracing::warn!(%error, session = %session.id(), "command not taken by the session");
             return Waited {
@@ -133,28 +133,7 @@ impl LegacyTransport {
             };
         }
         let op = request.command.frame_op();
-        let waited = wait(&mut updates, &mut confirmation, op, deadline, cancel).await;
-        if matches!(
-            waited.outcome,
-            CommandOutcome::Timeout | CommandOutcome::NoResponse
-        ) {
-            self.metrics.ack_timeout(&label);
-        }
-        waited
-    }
-
-    fn record(&self, report: &CommandReport) {
-        self.metrics
-            .command(TRANSPORT_LABEL, report.outcome.as_str());
-        self.metrics
-            .command_latency(TRANSPORT_LABEL, report.latency);
-        let latency_ms = report.latency.as_secs_f64() * 1000.0;
-        let via = report.via.map(|v| v.to_string());
-        if report.outcome == CommandOutcome::Success {
-            tracing::info!(outcome = %report.outcome, latency_ms, via, confirmed_by = ?report.confirmed_by, "command finished");
-        } else {
-            tracing::warn!(outcome = %report.outcome, latency_ms, via, "command failed");
-        }
+        wait(&mut updates, &mut confirmation, op, deadline, cancel).await
     }
 }
 

@@ -17,6 +17,7 @@
 //! idempotent.
 
 pub mod backoff;
+mod ending;
 mod expect;
 pub mod legacy;
 pub mod outcome;
@@ -24,16 +25,22 @@ pub mod queue;
 pub mod reliable;
 pub mod service;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use legacy::LegacyTransport;
 pub use outcome::CommandOutcome;
+pub use service::ReliableTransport;
 
 use crate::device::{DeviceKey, ReportSource};
 use crate::protocol::{Command, PeerId};
-use crate::server::SessionId;
+use crate::server::{CommandToken, Routes, Services, SessionCommand, SessionId};
 use crate::telemetry::new_correlation_id;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// One command for one device.
 #[derive(Clone, Copy, Debug)]
@@ -88,14 +95,29 @@ pub struct CommandReport {
     pub confirmed_by: Option<ConfirmedBy>,
 }
 
-/// The command paths behind one interface: both share codec, sessions and routes and differ only
-/// in policy (STYLE habit 20).
-#[allow(async_fn_in_trait)]
-pub trait CommandTransport {
+/// A command's outcome, still to come; boxed so that the bridge can hold any path (legacy,
+/// reliable, the rollout controller that chooses between them) behind one `dyn` seam. One small
+/// allocation per command is noise next to the TLS write it leads to.
+pub type PendingReport<'a> = Pin<Box<dyn Future<Output = CommandReport> + Send + 'a>>;
+
+/// The one seam between the bridge and the device side: every command the bridge sends, and
+/// every state query, goes through it. Implementations differ only in delivery policy; they
+/// confirm, count and log a command the same way (`ending`).
+pub trait CommandTransport: Send + Sync + std::fmt::Debug {
     /// The `transport` label of this path's metrics.
     fn name(&self) -> &'static str;
+
     /// Delivers `request` and waits for its outcome; `cancel` ends the wait with `cancelled`.
-    async fn execute(&self, request: CommandRequest, cancel: &CancellationToken) -> CommandReport;
+    fn execute<'a>(
+        &'a self,
+        request: CommandRequest,
+        cancel: &'a CancellationToken,
+    ) -> PendingReport<'a>;
+
+    /// Asks the mesh behind `key`'s preferred route for every node's state (a mesh-info
+    /// request), without waiting: the answer arrives as state reports. Read-only, so never
+    /// retried and never counted as a command. `false` when nothing could be sent.
+    fn refresh(&self, key: DeviceKey, correlation: uuid::Uuid) -> bool;
 }
 
 impl CommandTransport for LegacyTransport {
@@ -103,62 +125,103 @@ impl CommandTransport for LegacyTransport {
         legacy::TRANSPORT_LABEL
     }
 
-    async fn execute(&self, request: CommandRequest, cancel: &CancellationToken) -> CommandReport {
-        LegacyTransport::execute(self, request, cancel).await
+    fn execute<'a>(
+        &'a self,
+        request: CommandRequest,
+        cancel: &'a CancellationToken,
+    ) -> PendingReport<'a> {
+        Box::pin(LegacyTransport::execute(self, request, cancel))
+    }
+
+    fn refresh(&self, key: DeviceKey, correlation: uuid::Uuid) -> bool {
+        request_mesh_info(self.routes(), key, correlation)
     }
 }
 
-impl CommandTransport for service::ReliableTransport {
+impl CommandTransport for ReliableTransport {
     fn name(&self) -> &'static str {
-        service::ReliableTransport::name(self)
+        ReliableTransport::name(self)
     }
 
-    async fn execute(&self, request: CommandRequest, cancel: &CancellationToken) -> CommandReport {
-        service::ReliableTransport::execute(self, request, cancel).await
+    fn execute<'a>(
+        &'a self,
+        request: CommandRequest,
+        cancel: &'a CancellationToken,
+    ) -> PendingReport<'a> {
+        Box::pin(ReliableTransport::execute(self, request, cancel))
+    }
+
+    fn refresh(&self, key: DeviceKey, correlation: uuid::Uuid) -> bool {
+        request_mesh_info(self.routes(), key, correlation)
     }
 }
 
-/// The path chosen at run time (config `transport.mode`, or `toggle --transport`).
-#[derive(Debug)]
-pub enum SelectedTransport {
-    /// Write once.
-    Legacy(LegacyTransport),
-    /// Retries, failover, coalescing.
-    Reliable(service::ReliableTransport),
-}
-
-impl SelectedTransport {
-    /// Starts the path for `mode` over the bridge's services (`policy`: the reliable path's).
-    pub fn start(
-        mode: crate::config::TransportMode,
-        policy: reliable::Policy,
-        services: &crate::server::Services,
-        tracker: &tokio_util::task::TaskTracker,
-        shutdown: CancellationToken,
-    ) -> Self {
-        match mode {
-            crate::config::TransportMode::Legacy => {
-                SelectedTransport::Legacy(LegacyTransport::new(services))
-            }
-            crate::config::TransportMode::Reliable => SelectedTransport::Reliable(
-                service::ReliableTransport::spawn(services, policy, tracker, shutdown),
-            ),
+/// Sends one mesh-info request through the session that reaches `key` best. Nobody listens to
+/// its command updates: the answer lists every node's state and arrives as state reports.
+fn request_mesh_info(routes: &Routes, key: DeviceKey, correlation: uuid::Uuid) -> bool {
+    let Some(session) = routes.preferred(&key) else {
+        return false;
+    };
+    let (events, _) = mpsc::channel(1);
+    let command = SessionCommand {
+        command: Command::MeshInfoRequest,
+        seq: None,
+        token: CommandToken(0),
+        correlation,
+        events,
+    };
+    match session.try_submit(command) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "mesh-info refresh not sent");
+            false
         }
     }
 }
 
-impl CommandTransport for SelectedTransport {
-    fn name(&self) -> &'static str {
+/// Which command path the bridge's own commands take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportMode {
+    /// Receipts, retries across routes, de-duplication, coalescing.
+    Reliable,
+    /// Write once, no retry (what existing bridges do).
+    Legacy,
+}
+
+impl TransportMode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
         match self {
-            SelectedTransport::Legacy(t) => CommandTransport::name(t),
-            SelectedTransport::Reliable(t) => CommandTransport::name(t),
+            TransportMode::Reliable => "reliable",
+            TransportMode::Legacy => "legacy",
         }
     }
+}
 
-    async fn execute(&self, request: CommandRequest, cancel: &CancellationToken) -> CommandReport {
-        match self {
-            SelectedTransport::Legacy(t) => LegacyTransport::execute(t, request, cancel).await,
-            SelectedTransport::Reliable(t) => t.execute(request, cancel).await,
-        }
+/// `[transport]`, validated.
+#[derive(Clone, Copy, Debug)]
+pub struct TransportSettings {
+    #[allow(missing_docs)]
+    pub mode: TransportMode,
+    /// Overall deadline of one command, from submission to outcome.
+    pub command_timeout: Duration,
+    /// The reliable path's attempt timeout, retries, backoff and per-device queue.
+    pub reliable: reliable::Policy,
+}
+
+/// Starts the path `mode` names over the bridge's services; the reliable one runs a service task
+/// on `tracker` until `shutdown`.
+pub fn start(
+    mode: TransportMode,
+    policy: reliable::Policy,
+    services: &Services,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) -> Arc<dyn CommandTransport> {
+    match mode {
+        TransportMode::Legacy => Arc::new(LegacyTransport::new(services)),
+        TransportMode::Reliable => Arc::new(ReliableTransport::spawn(
+            services, policy, tracker, shutdown,
+        )),
     }
 }

@@ -17,9 +17,10 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::ending::Ending;
 use super::reliable::{Action, CommandId, Policy, Transport};
 use super::{CommandOutcome, CommandReport, CommandRequest, ConfirmedBy};
-use crate::device::{DeviceKey, DeviceState, Expectation, Report, ReportSource, StateStore};
+use crate::device::{DeviceKey, ReportSource};
 use crate::protocol::{Command, Seq};
 use crate::server::{
     CommandEvent, CommandToken, CommandUpdate, Routes, Services, SessionCommand, SessionId,
@@ -45,6 +46,7 @@ struct Submission {
 pub struct ReliableTransport {
     submit: mpsc::Sender<Submission>,
     name: &'static str,
+    routes: Arc<Routes>,
 }
 
 impl ReliableTransport {
@@ -62,7 +64,7 @@ impl ReliableTransport {
         let driver = Driver {
             transport: Transport::new(policy, rand::random()),
             routes: Arc::clone(&services.routes),
-            state: Arc::clone(&services.state),
+            ending: Ending::new(services),
             metrics: services.metrics.clone(),
             pending: HashMap::new(),
             updates_tx,
@@ -73,12 +75,17 @@ impl ReliableTransport {
         ReliableTransport {
             submit,
             name: policy.name,
+            routes: Arc::clone(&services.routes),
         }
     }
 
     /// The `transport` label of this path's metrics.
     pub fn name(&self) -> &'static str {
         self.name
+    }
+
+    pub(super) fn routes(&self) -> &Routes {
+        &self.routes
     }
 
     /// Delivers `request` and waits for its outcome; `cancel` ends the wait with `cancelled`
@@ -129,7 +136,7 @@ struct Waiting {
 struct Driver {
     transport: Transport<SessionId, DeviceKey>,
     routes: Arc<Routes>,
-    state: Arc<StateStore>,
+    ending: Ending,
     metrics: Metrics,
     pending: HashMap<CommandId, Waiting>,
     updates_tx: mpsc::Sender<CommandUpdate>,
@@ -265,14 +272,11 @@ impl Driver {
                     }
                     Action::Complete {
                         id,
-                        key,
                         outcome,
                         latency,
                         attempts,
                         ..
-                    } => {
-                        self.complete(id, key, outcome, latency, attempts);
-                    }
+                    } => self.complete(id, outcome, latency, attempts),
                 }
             }
             actions = more;
@@ -331,15 +335,8 @@ impl Driver {
 
     /// Registers the expected state with the store; a confirming report arrives on our channel.
     fn watch_state(&self, key: DeviceKey, id: CommandId, command: &Command) {
-        let Some(expect) = Expectation::for_command(command) else {
+        let Some(waiter) = self.ending.watch(key, command) else {
             return;
-        };
-        let waiter = match self.state.expect(key, expect) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "confirmation by report unavailable");
-                return;
-            }
         };
         let Some(watch) = self.pending.get(&id).map(|w| w.watch.clone()) else {
             return;
@@ -362,7 +359,6 @@ impl Driver {
     fn complete(
         &mut self,
         id: CommandId,
-        key: DeviceKey,
         outcome: CommandOutcome,
         latency: Duration,
         attempts: u32,
@@ -371,52 +367,12 @@ impl Driver {
             return;
         };
         w.watch.cancel();
-        let name = self.transport.policy().name;
         w.report.outcome = outcome;
         w.report.latency = latency;
-        if outcome == CommandOutcome::Success
-            && w.report.confirmed_by == Some(ConfirmedBy::Response)
-        {
-            self.apply_confirmed(key, &w.request.command);
-        }
-        if outcome != CommandOutcome::Success {
-            w.report.confirmed_by = None;
-        }
-        self.metrics.command(name, outcome.as_str());
-        self.metrics.command_latency(name, latency);
-        if matches!(
-            outcome,
-            CommandOutcome::Timeout | CommandOutcome::NoResponse
-        ) {
-            self.metrics
-                .ack_timeout(&w.report.via.map(|v| v.to_string()).unwrap_or_default());
-        }
-        let latency_ms = latency.as_secs_f64() * 1000.0;
-        if outcome == CommandOutcome::Success {
-            tracing::info!(correlation_id = %w.request.correlation, device = %key, %outcome, latency_ms, attempts, transport = name, "command finished");
-        } else {
-            tracing::warn!(correlation_id = %w.request.correlation, device = %key, %outcome, latency_ms, attempts, transport = name, "command failed");
-        }
+        let name = self.transport.policy().name;
+        self.ending
+            .finish(name, &w.request, &mut w.report, attempts);
         let _ = w.reply.send(w.report);
-    }
-}
-
-impl Driver {
-    /// The device executed a set-state command (its `f9`): store the commanded state, so a
-    /// lost or corrupted report afterwards cannot leave the bridge showing the old one.
-    fn apply_confirmed(&self, key: DeviceKey, command: &Command) {
-        let Some(expect) = Expectation::for_command(command) else {
-            return;
-        };
-        let current = self.state.get(&key).unwrap_or(DeviceState {
-            online: true,
-            ..DeviceState::default()
-        });
-        self.state.apply(Report {
-            key,
-            state: expect.applied_to(current),
-            source: ReportSource::CommandResponse,
-        });
     }
 }
 
