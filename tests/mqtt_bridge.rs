@@ -13,7 +13,7 @@ mod server_world;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cync_bridge::bridge::{self, BridgeSettings, Registry};
+use cync_bridge::bridge::{self, Registry};
 use cync_bridge::protocol::LightState;
 use cync_bridge::server::{DeviceServer, Services};
 use cync_bridge::sim::{DeviceKey as SimKey, HomeBuilder, SimConfig, SimHandle, Simulator};
@@ -227,10 +227,10 @@ impl BridgeProc {
                 file.display()
             ),
         );
-        let services = Services::new(&config, Metrics::new());
+        let services = Services::new(&config.state, Metrics::new());
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let server = DeviceServer::bind(&config, &services, shutdown.clone())
+        let server = DeviceServer::bind(&config.device_server(), &services, shutdown.clone())
             .await
             .unwrap();
         let addr = server.local_addr().unwrap();
@@ -244,7 +244,7 @@ impl BridgeProc {
         );
         let registry = Registry::load(&config.devices).unwrap();
         bridge::spawn(
-            BridgeSettings::from_config(&config),
+            config.bridge_settings(),
             registry,
             &services,
             transport,

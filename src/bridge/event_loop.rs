@@ -247,27 +247,23 @@ impl Runtime {
 
     fn on_message(&mut self, topic: &str, payload: &[u8]) {
         match self.out.topics.parse(topic) {
-            None => {}
-            Some(Incoming::HaStatus) => {
-                if payload.eq_ignore_ascii_case(b"online") {
-                    self.republish_after_birth();
-                }
+            Some(Incoming::HaStatus) if payload.eq_ignore_ascii_case(b"online") => {
+                self.republish_after_birth();
             }
             Some(Incoming::OwnDiscovery {
                 component,
                 object_id,
-            }) => {
-                if !self.cleanup.done {
-                    if payload.is_empty() {
-                        self.cleanup.seen.remove(&(component, object_id));
-                    } else {
-                        self.cleanup.seen.insert((component, object_id));
-                    }
+            }) if !self.cleanup.done => {
+                if payload.is_empty() {
+                    self.cleanup.seen.remove(&(component, object_id));
+                } else {
+                    self.cleanup.seen.insert((component, object_id));
                 }
             }
             Some(Incoming::Command(key, command_topic)) => {
                 self.on_command(topic, key, command_topic, payload)
             }
+            Some(Incoming::HaStatus | Incoming::OwnDiscovery { .. }) | None => {}
         }
     }
 

@@ -21,6 +21,7 @@ mod event_loop;
 mod publish;
 pub mod registry;
 pub mod render;
+mod settings;
 pub mod worker;
 
 use std::sync::Arc;
@@ -30,16 +31,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
 use crate::device::availability::AvailabilityPolicy;
 use crate::mqtt::client::{self, MqttConfigError, MqttEvent, MqttSettings, Outbox};
-use crate::mqtt::discovery::{bridge_device_id, DiscoveryOptions};
+use crate::mqtt::discovery::DiscoveryOptions;
 use crate::mqtt::topics::Topics;
 use crate::server::Services;
 use crate::transport::CommandTransport;
 use event_loop::{Inputs, Runtime};
 use publish::Publisher;
 pub use registry::{Entity, Registry, RegistryError};
+pub use settings::{DeviceOverride, DevicesSettings};
 use worker::{Dispatcher, WorkerContext};
 
 /// Everything that shapes what the bridge publishes and how it waits.
@@ -64,28 +65,6 @@ pub struct BridgeSettings {
 }
 
 impl BridgeSettings {
-    /// The settings `config` describes.
-    pub fn from_config(config: &Config) -> Self {
-        let m = &config.mqtt;
-        BridgeSettings {
-            mqtt: m.settings.clone(),
-            topics: Topics::new(&m.base_topic, &m.discovery_prefix, &m.node_id),
-            discovery: DiscoveryOptions {
-                bridge_id: bridge_device_id(&m.node_id),
-                legacy_color_mode_flag: m.legacy_color_mode_flag,
-                color_temp_unit: m.color_temp_unit,
-            },
-            birth_delay: m.birth_delay,
-            cleanup_delay: m.cleanup_delay,
-            availability: AvailabilityPolicy {
-                offline_grace: config.devices.offline_grace,
-                route_grace: config.devices.route_grace,
-            },
-            command_timeout: config.transport.command_timeout,
-            group_confirm_timeout: config.devices.group_confirm_timeout,
-        }
-    }
-
     fn tick(&self) -> Duration {
         let shortest = self
             .availability

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::config::{DevicesConfig, RawOverride};
+use super::settings::{DeviceOverride, DevicesSettings};
 use crate::device::catalog::{Capabilities, DeviceClass, KelvinRange, Model, DEFAULT_KELVIN};
 use crate::device::inventory::{HomeSpec, Inventory, InventoryError, Mac, Syntax};
 use crate::device::{is_known, lookup, DeviceKey, HomeId, MeshId};
@@ -128,14 +128,14 @@ pub struct Registry {
     mesh_homes: HashMap<u16, Vec<u64>>,
     /// Device → the enabled groups it belongs to (looked up on every state change).
     groups_by_member: HashMap<EntityKey, Vec<EntityKey>>,
-    overrides: BTreeMap<String, RawOverride>,
+    overrides: BTreeMap<String, DeviceOverride>,
     /// Warnings for the log (odd entries accepted with safe defaults).
     pub warnings: Vec<String>,
 }
 
 impl Registry {
     /// Loads the device file and the config's own device list and applies the overrides.
-    pub fn load(config: &DevicesConfig) -> Result<Self, RegistryError> {
+    pub fn load(config: &DevicesSettings) -> Result<Self, RegistryError> {
         let mut inventory = Inventory::default();
         if let Some(path) = &config.file {
             let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Read {
@@ -168,7 +168,10 @@ impl Registry {
     }
 
     /// Builds the registry from a parsed device list.
-    pub fn from_inventory(inventory: &Inventory, overrides: BTreeMap<String, RawOverride>) -> Self {
+    pub fn from_inventory(
+        inventory: &Inventory,
+        overrides: BTreeMap<String, DeviceOverride>,
+    ) -> Self {
         let mut registry = Registry {
             overrides,
             warnings: inventory.warnings.clone(),
@@ -436,7 +439,7 @@ account data:
       32769: {name: Room, members: [5, 7, 99], is_subgroup: false}
 "#;
 
-    fn registry(overrides: &[(&str, RawOverride)]) -> Registry {
+    fn registry(overrides: &[(&str, DeviceOverride)]) -> Registry {
         let inv = Inventory::parse(EXPORT, Syntax::Yaml).unwrap();
         Registry::from_inventory(
             &inv,
@@ -506,7 +509,7 @@ account data:
         let r = registry(&[
             (
                 "5",
-                RawOverride {
+                DeviceOverride {
                     name: Some("Desk".into()),
                     area: Some("Office".into()),
                     disabled: None,
@@ -514,9 +517,9 @@ account data:
             ),
             (
                 "1234567890-6",
-                RawOverride {
+                DeviceOverride {
                     disabled: Some(true),
-                    ..RawOverride::default()
+                    ..DeviceOverride::default()
                 },
             ),
         ]);

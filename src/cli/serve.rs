@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::common::{self, ConfigArgs, EXIT_CONFIG};
-use crate::bridge::{self, BridgeSettings, Registry};
+use crate::bridge::{self, Registry};
 use crate::config::Config;
 use crate::device::StateStore;
 use crate::server::{DeviceServer, Services};
@@ -94,11 +94,12 @@ impl Running {
     ) -> anyhow::Result<Result<Running, u8>> {
         let metrics = Metrics::new();
         let health = Health::new();
-        let services = Services::new(config, metrics.clone());
+        let services = Services::new(&config.state, metrics.clone());
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
 
-        let server = DeviceServer::bind(config, &services, shutdown.clone()).await?;
+        let server =
+            DeviceServer::bind(&config.device_server(), &services, shutdown.clone()).await?;
         let device_addr = server.local_addr()?;
         let endpoint = TcpListener::bind(config.telemetry.listen)
             .await
@@ -137,7 +138,7 @@ impl Running {
                 running.shutdown.clone(),
             );
             if let Err(error) = bridge::spawn(
-                BridgeSettings::from_config(config),
+                config.bridge_settings(),
                 registry,
                 &running.services,
                 transport,

@@ -109,10 +109,10 @@ pub fn run(args: &ToggleArgs, out: &mut impl Write) -> anyhow::Result<u8> {
 }
 
 async fn toggle(config: &Config, args: &ToggleArgs) -> anyhow::Result<CommandReport> {
-    let services = Services::new(config, Metrics::new());
+    let services = Services::new(&config.state, Metrics::new());
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    DeviceServer::bind(config, &services, shutdown.clone())
+    DeviceServer::bind(&config.device_server(), &services, shutdown.clone())
         .await?
         .spawn(&tracker, &Health::new());
     // Ctrl-C or SIGTERM ends the wait with outcome "cancelled" (and still prints the line).

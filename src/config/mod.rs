@@ -5,9 +5,10 @@
 //! [`DEFAULT_CONFIG_FILE`], optional when not given explicitly) → environment variables `CYNC_…`
 //! with `__` between section and key (`CYNC_SERVER__LISTEN=0.0.0.0:23779`,
 //! `CYNC_TELEMETRY__LISTEN=127.0.0.1:9464`, top-level keys without a section: `CYNC_DATA_DIR`,
-//! `CYNC_TIMEZONE`). Only variables whose first segment names a section or top-level key are read,
-//! so unrelated `CYNC_*` variables (test switches, `CYNC_CONFIG`) are ignored; inside a known
-//! section an unknown key is an error.
+//! `CYNC_TIMEZONE`). A variable with `__` whose section is unknown is an error naming it and the
+//! closest valid name; variables without `__` that name no top-level key (test switches,
+//! `CYNC_CONFIG`) are not config and are ignored; inside a known section an unknown key is an
+//! error that suggests the nearest key.
 //!
 //! Validation turns strings into typed values (`SocketAddr`, `Duration`, `NonZeroUsize`, enums,
 //! an IANA zone) in [`validate`]. Every failure is a [`ConfigError`] naming the key and where its
@@ -21,6 +22,8 @@
 //! This module must never do I/O beyond reading the one file and the environment, never log
 //! (logging is set up *from* this config), and never echo a secret in an error.
 
+mod build;
+mod env;
 mod raw;
 pub mod value;
 
@@ -33,17 +36,18 @@ use std::time::Duration;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 
+pub use crate::bridge::{DeviceOverride, DevicesSettings};
+pub use crate::device::StoreSettings;
+pub use crate::server::IpNet;
+pub use crate::server::{DeviceServerSettings, ServerSettings};
 use crate::transport::backoff::Backoff;
 use crate::transport::queue::Overflow;
 use crate::transport::reliable::Policy;
 pub use crate::transport::{TransportMode, TransportSettings};
 pub use raw::RawConfig;
-pub use raw::RawOverride;
 use raw::{RawDevices, RawMqtt, RawServer, RawState, RawTelemetry, RawTransport};
-pub use value::IpNet;
 use value::{parse_device_id, parse_duration, DurationText};
 
-use crate::protocol::PeerId;
 use crate::telemetry::LogFormat;
 
 /// The file read when `--config` is not given (missing is fine: defaults and environment apply).
@@ -74,7 +78,7 @@ pub struct Config {
     /// Zone of the local time sent in 0xC8 (PROTOCOL.md §4.2).
     pub timezone: TimeZoneSetting,
     /// `[server]`.
-    pub server: ServerConfig,
+    pub server: ServerSettings,
     /// `[tls]`.
     pub tls: TlsConfig,
     /// `[telemetry]`.
@@ -82,11 +86,11 @@ pub struct Config {
     /// `[transport]`.
     pub transport: TransportSettings,
     /// `[state]`.
-    pub state: StateConfig,
+    pub state: StoreSettings,
     /// `[mqtt]`.
     pub mqtt: MqttConfig,
     /// `[devices]`.
-    pub devices: DevicesConfig,
+    pub devices: DevicesSettings,
 }
 
 /// `[mqtt]`: the broker connection and the shape of what Home Assistant sees.
@@ -116,24 +120,6 @@ pub struct MqttConfig {
     pub legacy_color_mode_flag: bool,
 }
 
-/// `[devices]`: the device list and availability hysteresis.
-#[derive(Clone, Debug)]
-pub struct DevicesConfig {
-    /// A `cync_mesh.yaml` export, or our own YAML/TOML device file.
-    pub file: Option<PathBuf>,
-    /// Devices listed in the config itself (`[devices.homes.<name>]`), as parsed JSON.
-    pub homes: serde_json::Map<String, serde_json::Value>,
-    /// Per-device name/area/disabled overrides keyed by `"<mesh>"` or `"<home>-<mesh>"`.
-    pub overrides: std::collections::BTreeMap<String, RawOverride>,
-    /// A device reported offline for this long becomes unavailable (one missed report never
-    /// flaps it).
-    pub offline_grace: Duration,
-    /// A device no connected relay reaches for this long becomes unavailable.
-    pub route_grace: Duration,
-    /// How long a group command waits for its members to confirm.
-    pub group_confirm_timeout: Duration,
-}
-
 /// The 0xC8 time zone and how it was chosen (so the caller can log a fallback once logging is
 /// up; this module never logs).
 #[derive(Clone, Debug)]
@@ -142,42 +128,6 @@ pub struct TimeZoneSetting {
     pub tz: chrono_tz::Tz,
     /// `None` when configured or detected; otherwise why UTC was used instead of the host's zone.
     pub fallback_reason: Option<String>,
-}
-
-/// `[server]`: the device listener, its limits and the session timing (PROTOCOL.md §9).
-#[derive(Clone, Debug)]
-pub struct ServerConfig {
-    /// Address devices connect to (their DNS override points here; port 23779, §1.1).
-    pub listen: SocketAddr,
-    /// Deadline for a connecting device to finish the TLS handshake.
-    pub handshake_timeout: Duration,
-    /// Device sessions served at once.
-    pub max_connections: NonZeroUsize,
-    /// How long a connection over the limit (or from a source that is not allowed) is held open
-    /// before it is closed: devices retry at once when closed (§1.2 point 5, §9.2 step 1).
-    pub over_limit_hold: Duration,
-    /// Connections held at once; beyond this, extra connections are closed immediately.
-    pub max_held_connections: NonZeroUsize,
-    /// Silence after which a session is considered dead (≈ 3 missed 21-s heartbeats, §9.3).
-    pub idle_timeout: Duration,
-    /// Delay from the hello to the 0xA3 session open (legacy: 0.5 s, §9.2).
-    pub session_open_delay: Duration,
-    /// Delay from the 0xA3 to the mesh-info request (legacy: 1.5 s, §9.2).
-    pub mesh_info_delay: Duration,
-    /// A session whose pending writes make no progress for this long is closed.
-    pub write_timeout: Duration,
-    /// Bytes a session may have waiting to be written before it stops taking commands.
-    pub send_buffer_bytes: NonZeroUsize,
-    /// Commands queued per session before submitters are refused.
-    pub command_queue: NonZeroUsize,
-    /// Commands per session whose receipt/response is still being matched.
-    pub max_inflight: NonZeroUsize,
-    /// Devices allowed to connect (empty: all).
-    pub allow_device_ids: Vec<PeerId>,
-    /// Source networks allowed to connect (empty: all).
-    pub allow_networks: Vec<IpNet>,
-    /// Serve plain TCP instead of TLS (debugging with socat or a capture tool only).
-    pub plain_tcp_debug: bool,
 }
 
 /// `[tls]`: the certificate presented to devices; both `None` = generated into `data_dir`.
@@ -200,16 +150,6 @@ pub struct TelemetryConfig {
     pub log_filter: String,
 }
 
-/// `[state]`.
-#[derive(Clone, Copy, Debug)]
-pub struct StateConfig {
-    /// Capacity of the change-event channel (a lagging subscriber loses the oldest events and
-    /// re-reads a snapshot).
-    pub event_queue: NonZeroUsize,
-    /// Commands that may wait for a confirming report at once.
-    pub max_waiters: NonZeroUsize,
-}
-
 /// Which config file to read.
 #[derive(Clone, Debug)]
 pub enum ConfigFile {
@@ -222,6 +162,14 @@ pub enum ConfigFile {
 /// A configuration problem, naming the key and where its value came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// A `CYNC_<SECTION>__KEY` variable names no section.
+    #[error("environment variable {variable} names no config section{}", suggestion.as_ref().map(|s| format!("; did you mean {s}?")).unwrap_or_default())]
+    UnknownEnvSection {
+        /// The variable as set.
+        variable: String,
+        /// The nearest valid variable name, when one is close.
+        suggestion: Option<String>,
+    },
     /// `--config` named a file that does not exist.
     #[error("config file {} does not exist (named by --config)", path.display())]
     MissingFile {
@@ -270,6 +218,7 @@ pub fn figment(file: &ConfigFile) -> Result<Figment, ConfigError> {
             path.clone()
         }
     };
+    env::check_sections(std::env::vars())?;
     let env = Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
         let root = key.as_str().split('.').next().unwrap_or_default();
         SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(root))
@@ -349,7 +298,7 @@ impl Check<'_> {
         })
     }
 
-    fn server(&self, r: &RawServer) -> Result<ServerConfig, ConfigError> {
+    fn server(&self, r: &RawServer) -> Result<ServerSettings, ConfigError> {
         let device_ids = r
             .allow_device_ids
             .iter()
@@ -360,7 +309,7 @@ impl Check<'_> {
             .iter()
             .map(|net| IpNet::parse(net).map_err(|m| self.fail("server.allow_networks", m)))
             .collect::<Result<_, _>>()?;
-        Ok(ServerConfig {
+        Ok(ServerSettings {
             listen: self.addr("server.listen", &r.listen)?,
             handshake_timeout: self
                 .positive_duration("server.handshake_timeout", &r.handshake_timeout)?,
@@ -462,8 +411,8 @@ impl Check<'_> {
         })
     }
 
-    fn state(&self, r: &RawState) -> Result<StateConfig, ConfigError> {
-        Ok(StateConfig {
+    fn state(&self, r: &RawState) -> Result<StoreSettings, ConfigError> {
+        Ok(StoreSettings {
             event_queue: self.count("state.event_queue", r.event_queue)?,
             max_waiters: self.count("state.max_waiters", r.max_waiters)?,
         })
@@ -554,7 +503,7 @@ impl Check<'_> {
         })
     }
 
-    fn devices(&self, r: &RawDevices) -> Result<DevicesConfig, ConfigError> {
+    fn devices(&self, r: &RawDevices) -> Result<DevicesSettings, ConfigError> {
         for key in r.overrides.keys() {
             let ok = match key.split_once('-') {
                 Some((home, mesh)) => home.parse::<u64>().is_ok() && mesh.parse::<u16>().is_ok(),
@@ -568,7 +517,7 @@ impl Check<'_> {
             }
         }
         let file = r.file.trim();
-        Ok(DevicesConfig {
+        Ok(DevicesSettings {
             file: (!file.is_empty()).then(|| PathBuf::from(file)),
             homes: r.homes.clone().into_iter().collect(),
             overrides: r.overrides.clone(),
@@ -621,10 +570,16 @@ fn from_figment(error: figment::Error) -> ConfigError {
             message: error.kind.to_string(),
         };
     }
+    let mut message = error.kind.to_string();
+    if let figment::error::Kind::UnknownField(field, expected) = &error.kind {
+        if let Some(near) = env::closest(field, expected) {
+            message.push_str(&format!("; did you mean `{near}`?"));
+        }
+    }
     ConfigError::Invalid {
         key: path.join("."),
         origin,
-        message: error.kind.to_string(),
+        message,
     }
 }
 

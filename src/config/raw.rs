@@ -238,7 +238,7 @@ pub struct RawDevices {
     pub homes: std::collections::BTreeMap<String, serde_json::Value>,
     /// Per-device overrides keyed by mesh id (`"12"`) or home and mesh id (`"1234-12"`).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub overrides: std::collections::BTreeMap<String, RawOverride>,
+    pub overrides: std::collections::BTreeMap<String, crate::bridge::DeviceOverride>,
 }
 
 impl Default for RawDevices {
@@ -252,17 +252,4 @@ impl Default for RawDevices {
             overrides: Default::default(),
         }
     }
-}
-
-/// One per-device override.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-#[allow(missing_docs)] // documented in config/cync-bridge.toml
-pub struct RawOverride {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub area: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub disabled: Option<bool>,
 }

@@ -3,6 +3,7 @@
 use figment::providers::{Format, Serialized, Toml};
 
 use super::*;
+use crate::protocol::PeerId;
 
 fn from_toml(text: &str) -> Result<Config, ConfigError> {
     validate(&Figment::from(Serialized::defaults(RawConfig::default())).merge(Toml::string(text)))
@@ -131,4 +132,11 @@ fn a_missing_explicit_file_is_an_error_but_a_missing_default_file_is_not() {
         Err(ConfigError::MissingFile { .. })
     ));
     assert!(figment(&ConfigFile::Default).is_ok());
+}
+
+#[test]
+fn a_misspelt_key_in_a_known_section_suggests_the_nearest_key() {
+    let error = from_toml("[mqtt]\nurll = \"mqtt://127.0.0.1\"").unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("did you mean `url`?"), "{text}");
 }

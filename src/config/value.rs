@@ -1,12 +1,11 @@
 //! Parsers for the config values that are not plain numbers, strings or booleans: durations with
-//! a unit (`"500ms"`, `"10s"`, `"2m"`), source networks in CIDR form (`"192.168.1.0/24"`) and
-//! 4-byte device ids in hex (`"38e8cf46"`).
+//! a unit (`"500ms"`, `"10s"`, `"2m"`) and 4-byte device ids in hex (`"38e8cf46"`); source
+//! networks are parsed by [`crate::server::IpNet`].
 //!
 //! Each parser returns a message that says what was expected, so the caller can put it next to
 //! the key's name. They never panic on any input.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
@@ -87,69 +86,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-/// A source network in CIDR form; a bare address is a /32 (IPv4) or /128 (IPv6).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl IpNet {
-    /// Parses `"192.168.1.0/24"`, `"10.0.0.7"`, `"fd00::/8"`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let (addr_text, prefix_text) = match text.trim().split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (text.trim(), None),
-        };
-        let addr: IpAddr = addr_text.parse().map_err(|_| {
-            format!("{text:?} is not an IP address or network (e.g. \"192.168.1.0/24\")")
-        })?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix_text {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{text:?} has a prefix length outside 0..={max}"))?,
-        };
-        Ok(IpNet { addr, prefix })
-    }
-
-    /// True when `ip` lies in this network. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what a
-    /// dual-stack listener reports for IPv4 clients) are compared as IPv4.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr.to_canonical(), ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_eq(&net.octets(), &ip.octets(), self.prefix)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                prefix_eq(&net.octets(), &ip.octets(), self.prefix)
-            }
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for IpNet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
-    let full = usize::from(prefix / 8);
-    let rest = prefix % 8;
-    if a[..full] != b[..full] {
-        return false;
-    }
-    if rest == 0 {
-        return true;
-    }
-    let mask = 0xFFu8 << (8 - rest);
-    (a[full] & mask) == (b[full] & mask)
-}
-
 /// Parses a 4-byte device id as 8 hex digits, as logs and metrics print it (`"38e8cf46"`);
 /// `:`, `-` and spaces between bytes are ignored.
 pub fn parse_device_id(text: &str) -> Result<PeerId, String> {
@@ -185,25 +121,6 @@ mod tests {
         assert!(parse_duration("25h").unwrap_err().contains("24h"));
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("").is_err());
-    }
-
-    #[test]
-    fn networks_match_by_prefix_and_see_through_ipv4_mapped_addresses() {
-        let lan = IpNet::parse("192.168.1.0/24").unwrap();
-        assert!(lan.contains("192.168.1.77".parse().unwrap()));
-        assert!(lan.contains("::ffff:192.168.1.77".parse().unwrap()));
-        assert!(!lan.contains("192.168.2.1".parse().unwrap()));
-        let odd = IpNet::parse("10.0.0.0/13").unwrap();
-        assert!(odd.contains("10.7.255.255".parse().unwrap()));
-        assert!(!odd.contains("10.8.0.0".parse().unwrap()));
-        assert!(IpNet::parse("0.0.0.0/0")
-            .unwrap()
-            .contains("8.8.8.8".parse().unwrap()));
-        assert!(IpNet::parse("10.0.0.1")
-            .unwrap()
-            .contains("10.0.0.1".parse().unwrap()));
-        assert!(IpNet::parse("10.0.0.0/33").is_err());
-        assert!(IpNet::parse("lan").is_err());
     }
 
     #[test]

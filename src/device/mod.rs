@@ -21,5 +21,5 @@ pub use catalog::{
 pub use key::{DeviceKey, HomeId, MeshId};
 pub use state::{
     Applied, Confirmation, DeviceState, Expectation, Report, ReportSource, StateChange, StateStore,
-    WaiterLimit,
+    StoreSettings, WaiterLimit,
 };

@@ -20,6 +20,7 @@
 //! decide availability (issue 6 applies hysteresis to the online flag; the store only records it).
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{broadcast, oneshot};
@@ -89,6 +90,16 @@ pub struct StateChange {
     pub current: DeviceState,
     /// The report that changed it.
     pub source: ReportSource,
+}
+
+/// `[state]`, validated: the store's two bounds.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreSettings {
+    /// Capacity of the change-event channel (a lagging subscriber loses the oldest events and
+    /// re-reads a snapshot).
+    pub event_queue: NonZeroUsize,
+    /// Commands that may wait for a confirming report at once.
+    pub max_waiters: NonZeroUsize,
 }
 
 /// What a command expects to see in a later report. `None` fields are not checked.

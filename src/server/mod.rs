@@ -15,9 +15,11 @@
 mod clock;
 pub mod codec;
 pub mod dedup;
+mod ipnet;
 mod listener;
 pub mod routes;
 pub mod session;
+mod settings;
 pub mod tls;
 
 use std::io;
@@ -36,11 +38,13 @@ pub use session::{
     SessionId, SubmitError,
 };
 
-use crate::config::{Config, ServerConfig};
-use crate::device::{HomeId, StateStore};
+pub use ipnet::IpNet;
+pub use settings::{DeviceServerSettings, ServerSettings};
+
+use crate::device::{HomeId, StateStore, StoreSettings};
 use crate::protocol::PeerId;
 use crate::telemetry::{Health, Metrics};
-use tls::{TlsError, TlsSettings};
+use tls::TlsError;
 
 /// Decides which home a device's session belongs to.
 ///
@@ -76,13 +80,13 @@ pub struct Services {
 }
 
 impl Services {
-    /// Fresh services sized from `config`, one home for every device.
-    pub fn new(config: &Config, metrics: Metrics) -> Self {
+    /// Fresh services, one home for every device.
+    pub fn new(store: &StoreSettings, metrics: Metrics) -> Self {
         Services {
             routes: Arc::new(Routes::new(metrics.clone())),
             state: Arc::new(StateStore::new(
-                config.state.event_queue.get(),
-                config.state.max_waiters.get(),
+                store.event_queue.get(),
+                store.max_waiters.get(),
             )),
             homes: Arc::new(SingleHome),
             metrics,
@@ -93,7 +97,7 @@ impl Services {
 /// What every session shares.
 #[derive(Debug)]
 pub(crate) struct ServerContext {
-    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) config: Arc<ServerSettings>,
     pub(crate) timezone: chrono_tz::Tz,
     pub(crate) metrics: Metrics,
     pub(crate) routes: Arc<Routes>,
@@ -130,15 +134,6 @@ pub enum ServerError {
     TlsTask(String),
 }
 
-/// The certificate settings `config` describes.
-pub fn tls_settings(config: &Config) -> TlsSettings {
-    TlsSettings {
-        cert_path: config.tls.cert.clone(),
-        key_path: config.tls.key.clone(),
-        data_dir: config.data_dir.clone(),
-    }
-}
-
 /// A bound, not yet running device listener.
 pub struct DeviceServer {
     listener: TcpListener,
@@ -159,7 +154,7 @@ impl DeviceServer {
     /// Builds the TLS acceptor (generating the certificate on first start, off the async
     /// threads) and binds `server.listen`. Nothing is accepted until [`spawn`](Self::spawn).
     pub async fn bind(
-        config: &Config,
+        config: &DeviceServerSettings,
         services: &Services,
         shutdown: CancellationToken,
     ) -> Result<Self, ServerError> {
@@ -169,7 +164,7 @@ impl DeviceServer {
             );
             None
         } else {
-            let settings = tls_settings(config);
+            let settings = config.tls.clone();
             let acceptor = tokio::task::spawn_blocking(move || tls::build_acceptor(&settings))
                 .await
                 .map_err(|e| ServerError::TlsTask(e.to_string()))??;
@@ -185,7 +180,7 @@ impl DeviceServer {
             })?;
         let ctx = ServerContext {
             config: Arc::new(config.server.clone()),
-            timezone: config.timezone.tz,
+            timezone: config.timezone,
             metrics: services.metrics.clone(),
             routes: Arc::clone(&services.routes),
             state: Arc::clone(&services.state),

@@ -74,11 +74,11 @@ impl Bridge {
     pub async fn start(extra: &str) -> Bridge {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = test_config(dir.path(), extra);
-        let services = Services::new(&config, Metrics::new());
+        let services = Services::new(&config.state, Metrics::new());
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let health = Health::new();
-        let server = DeviceServer::bind(&config, &services, shutdown.clone())
+        let server = DeviceServer::bind(&config.device_server(), &services, shutdown.clone())
             .await
             .expect("bind");
         let addr = server.local_addr().expect("local addr");

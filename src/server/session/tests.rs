@@ -1,4 +1,4 @@
-//! Session timing on the paused clock (STYLE habit 16): an in-memory stream stands in for the
+//! Session timing on the paused clock: an in-memory stream stands in for the
 //! socket, so every delay is virtual and exact.
 
 use std::sync::atomic::AtomicU64;
@@ -6,27 +6,44 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use figment::providers::{Format, Serialized, Toml};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{self, RawConfig};
 use crate::device::StateStore;
 use crate::protocol::{decode, encode, Framer, Packet, PeerId};
-use crate::server::{Routes, ServerContext, SingleHome};
+use crate::server::{Routes, ServerContext, ServerSettings, SingleHome};
 use crate::telemetry::Metrics;
 
-fn context(extra: &str) -> Arc<ServerContext> {
-    let figment = figment::Figment::from(Serialized::defaults(RawConfig::default()))
-        .merge(Toml::string("timezone = \"UTC\""))
-        .merge(Toml::string(extra));
-    let config = config::validate(&figment).unwrap();
+/// The shipped `[server]` defaults (config/cync-bridge.toml), written out: this layer's tests
+/// never load the config tree.
+fn settings() -> ServerSettings {
+    let n = |v: usize| std::num::NonZeroUsize::new(v).unwrap();
+    ServerSettings {
+        listen: "0.0.0.0:23779".parse().unwrap(),
+        handshake_timeout: Duration::from_secs(10),
+        max_connections: n(256),
+        over_limit_hold: Duration::from_secs(15),
+        max_held_connections: n(64),
+        idle_timeout: Duration::from_secs(65),
+        session_open_delay: Duration::from_millis(500),
+        mesh_info_delay: Duration::from_millis(1500),
+        write_timeout: Duration::from_secs(5),
+        send_buffer_bytes: n(64 * 1024),
+        command_queue: n(64),
+        max_inflight: n(256),
+        allow_device_ids: Vec::new(),
+        allow_networks: Vec::new(),
+        plain_tcp_debug: false,
+    }
+}
+
+fn context() -> Arc<ServerContext> {
     let metrics = Metrics::new();
     Arc::new(ServerContext {
-        config: Arc::new(config.server),
-        timezone: config.timezone.tz,
+        config: Arc::new(settings()),
+        timezone: chrono_tz::UTC,
         routes: Arc::new(Routes::new(metrics.clone())),
         state: Arc::new(StateStore::new(16, 16)),
         homes: Arc::new(SingleHome),
@@ -68,7 +85,7 @@ async fn say_hello(device: &mut DuplexStream) {
 
 #[tokio::test(start_paused = true)]
 async fn the_0xa3_follows_the_hello_by_half_a_second_and_the_mesh_request_1_5_s_later() {
-    let ctx = context("");
+    let ctx = context();
     let mut device = start(&ctx);
     let mut buf = BytesMut::new();
     say_hello(&mut device).await;
@@ -87,7 +104,7 @@ async fn the_0xa3_follows_the_hello_by_half_a_second_and_the_mesh_request_1_5_s_
 
 #[tokio::test(start_paused = true)]
 async fn a_session_that_hears_nothing_for_the_idle_timeout_is_closed_then() {
-    let ctx = context("[server]\nidle_timeout = \"65s\"");
+    let ctx = context();
     let mut device = start(&ctx);
     let mut buf = BytesMut::new();
     say_hello(&mut device).await;
@@ -105,7 +122,7 @@ async fn a_session_that_hears_nothing_for_the_idle_timeout_is_closed_then() {
 
 #[tokio::test(start_paused = true)]
 async fn a_heartbeat_keeps_the_session_open() {
-    let ctx = context("[server]\nidle_timeout = \"65s\"");
+    let ctx = context();
     let mut device = start(&ctx);
     let mut buf = BytesMut::new();
     say_hello(&mut device).await;

@@ -1,0 +1,38 @@
+//! `[devices]`, validated: where the entities come from and how availability is judged. Built by
+//! `config/`; the bridge never reads the config file itself.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `[devices]`: the device list and availability hysteresis.
+#[derive(Clone, Debug)]
+pub struct DevicesSettings {
+    /// A `cync_mesh.yaml` export, or our own YAML/TOML device file.
+    pub file: Option<PathBuf>,
+    /// Devices listed in the config itself (`[devices.homes.<name>]`), as parsed JSON.
+    pub homes: serde_json::Map<String, serde_json::Value>,
+    /// Per-device name/area/disabled overrides keyed by `"<mesh>"` or `"<home>-<mesh>"`.
+    pub overrides: std::collections::BTreeMap<String, DeviceOverride>,
+    /// A device reported offline for this long becomes unavailable (one missed report never
+    /// flaps it).
+    pub offline_grace: Duration,
+    /// A device no connected relay reaches for this long becomes unavailable.
+    pub route_grace: Duration,
+    /// How long a group command waits for its members to confirm.
+    pub group_confirm_timeout: Duration,
+}
+
+/// One per-device override.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // each key is documented in config/cync-bridge.toml
+pub struct DeviceOverride {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+}

@@ -1,0 +1,58 @@
+//! The device side's validated settings. `config/` builds them from the file and the
+//! environment; this layer never reads either.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use super::tls::TlsSettings;
+use super::IpNet;
+use crate::protocol::PeerId;
+
+/// `[server]`: the device listener, its limits and the session timing (`docs/protocol.md`,
+/// session timing).
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// Address devices connect to (their DNS override points here; port 23779, §1.1).
+    pub listen: SocketAddr,
+    /// Deadline for a connecting device to finish the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Device sessions served at once.
+    pub max_connections: NonZeroUsize,
+    /// How long a connection over the limit (or from a source that is not allowed) is held open
+    /// before it is closed: devices retry at once when closed (§1.2 point 5, §9.2 step 1).
+    pub over_limit_hold: Duration,
+    /// Connections held at once; beyond this, extra connections are closed immediately.
+    pub max_held_connections: NonZeroUsize,
+    /// Silence after which a session is considered dead (≈ 3 missed 21-s heartbeats, §9.3).
+    pub idle_timeout: Duration,
+    /// Delay from the hello to the 0xA3 session open (legacy: 0.5 s, §9.2).
+    pub session_open_delay: Duration,
+    /// Delay from the 0xA3 to the mesh-info request (legacy: 1.5 s, §9.2).
+    pub mesh_info_delay: Duration,
+    /// A session whose pending writes make no progress for this long is closed.
+    pub write_timeout: Duration,
+    /// Bytes a session may have waiting to be written before it stops taking commands.
+    pub send_buffer_bytes: NonZeroUsize,
+    /// Commands queued per session before submitters are refused.
+    pub command_queue: NonZeroUsize,
+    /// Commands per session whose receipt/response is still being matched.
+    pub max_inflight: NonZeroUsize,
+    /// Devices allowed to connect (empty: all).
+    pub allow_device_ids: Vec<PeerId>,
+    /// Source networks allowed to connect (empty: all).
+    pub allow_networks: Vec<IpNet>,
+    /// Serve plain TCP instead of TLS (debugging with socat or a capture tool only).
+    pub plain_tcp_debug: bool,
+}
+
+/// Everything [`super::DeviceServer::bind`] needs.
+#[derive(Clone, Debug)]
+pub struct DeviceServerSettings {
+    #[allow(missing_docs)]
+    pub server: ServerSettings,
+    #[allow(missing_docs)]
+    pub tls: TlsSettings,
+    /// The zone whose local time the 0xC8 time answer carries.
+    pub timezone: chrono_tz::Tz,
+}
