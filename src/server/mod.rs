@@ -65,7 +65,7 @@ impl HomeResolver for SingleHome {
 /// The shared parts of the bridge that sessions write and later layers (transport, MQTT) read.
 #[derive(Clone, Debug)]
 pub struct Services {
-    /// Metrics registry.
+    #[allow(missing_docs)]
     pub metrics: Metrics,
     /// Which session reaches which device.
     pub routes: Arc<Routes>,

@@ -44,7 +44,7 @@ pub struct CommandToken(pub u64);
 /// One command for one session.
 #[derive(Debug)]
 pub struct SessionCommand {
-    /// What to send.
+    /// Sent with the session's own msg id and tx unless `seq` gives them.
     pub command: Command,
     /// Sequence values to use verbatim, for a transport that allocates per-session counters itself
     /// (the reliable path's state machine); `None` lets the session allocate. The session's own
@@ -103,7 +103,7 @@ pub enum CloseReason {
     Eof = 1,
     /// Reading failed (TLS error, connection reset).
     ReadError,
-    /// Writing failed.
+    /// A write returned an error (connection reset, TLS failure).
     WriteError,
     /// Pending writes made no progress within `server.write_timeout`.
     WriteTimeout,
