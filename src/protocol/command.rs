@@ -72,7 +72,7 @@ pub enum Command {
 pub const MAX_COMMAND_PAYLOAD: usize = 16;
 
 impl Command {
-    /// B[5] of the frame; [`Command::decode`] takes it back to tell the commands apart.
+    /// `B[5]` of the frame; [`Command::decode`] takes it back to tell the commands apart.
     pub fn frame_op(&self) -> u8 {
         match self {
             Command::Power { .. } => 0xD0,

@@ -73,7 +73,7 @@ pub struct Frame<'a> {
     pub tx: u32,
     #[allow(missing_docs)]
     pub dir: FrameDir,
-    /// B[5]; see `docs/protocol.md#opcodes`.
+    /// `B[5]`; see `docs/protocol.md#opcodes`.
     pub op: u8,
     /// The N payload bytes, un-escaped.
     pub payload: Cow<'a, [u8]>,
