@@ -1,5 +1,6 @@
-//! The real 25-device capture decodes cleanly: per-type counts as PROTOCOL.md §2.1 states them,
-//! no checksum failures or framing errors, and sample device states as derived by hand.
+//! The real 25-device capture decodes cleanly: per-type counts as `docs/protocol.md#packet-types`
+//! states them, no checksum failures or framing errors, and sample device states as derived by
+//! hand.
 
 mod common;
 
@@ -30,9 +31,9 @@ fn decode_subcommand_reports_the_documented_counts_and_no_errors() {
     assert_eq!(lines.len(), 1, "--summary prints the summary alone");
     let v: serde_json::Value = serde_json::from_str(lines[0]).expect("json");
     let s = &v["summary"];
-    // PROTOCOL.md §2.1: "2,251 reads split into 2,380 packets: D→S 0x23 ×25, 0xC3 ×25,
-    // 0x43 ×381, 0x83 ×101, 0xD3 ×658; cloud→D 0x28 ×25, 0xC8 ×25, 0x48 ×381, 0x88 ×101,
-    // 0xD8 ×658".
+    // docs/protocol.md#evidence and #packet-types: 2,251 reads split into 2,380 packets: D→S
+    // 0x23 ×25, 0xC3 ×25, 0x43 ×381, 0x83 ×101, 0xD3 ×658; cloud→D 0x28 ×25, 0xC8 ×25,
+    // 0x48 ×381, 0x88 ×101, 0xD8 ×658 (counted from the capture with an independent script).
     assert_eq!(s["records"], 2251);
     assert_eq!(s["packets"], 2380);
     let expected = serde_json::json!({
@@ -61,7 +62,7 @@ fn decode_prints_one_json_line_per_packet_with_state_fields() {
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
         .collect();
     assert_eq!(lines.len(), 2381, "2,380 packets and the summary");
-    // Line 1730 of the capture, decoded by hand with PROTOCOL.md §7.1: mesh id 0x50 = 80,
+    // Line 1730 of the capture, decoded by hand with docs/protocol.md#state-report: mesh id 0x50 = 80,
     // online 01, state 01, brightness 0x0a, temperature 0x0a, rgb ff ff ff.
     let report = lines
         .iter()

@@ -1,5 +1,6 @@
-//! Every real vector of PROTOCOL.md §13.1 decodes to its stated meaning, and every synthetic
-//! vector of §13.2 is produced byte-for-byte by the encoders.
+//! Every real vector of `docs/protocol.md#test-vectors` decodes to its stated meaning (test `vNN`
+//! is vector NN there), and every vector of `docs/protocol.md#synthetic-vectors` is produced
+//! byte-for-byte by the encoders.
 
 use bytes::BytesMut;
 use cync_bridge::protocol::content::{FirmwareKind, NotificationKind, TEMP_RGB_MODE};
@@ -565,7 +566,7 @@ fn v30_receipt_and_cloud_notice() {
     );
 }
 
-// ---- §13.2: synthetic vectors from the legacy algorithm ----
+// ---- docs/protocol.md#synthetic-vectors: what the legacy encoder produces ----
 
 #[test]
 fn synthetic_legacy_commands_are_reproduced_byte_for_byte() {

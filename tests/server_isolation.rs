@@ -1,4 +1,4 @@
-//! One device's trouble stays its own (STYLE habit 4): garbage, a client that never finishes TLS
+//! One device's trouble stays its own: garbage, a client that never finishes TLS
 //! and one that stops reading do not stop another session's command; 10,000 malformed packets
 //! are counted without a crash; the real ClientHellos get a ServerHello from the running
 //! listener.
@@ -186,7 +186,8 @@ async fn every_real_device_client_hello_gets_a_server_hello_from_the_running_lis
         }
         Err(error) => panic!("shared fixture {HELLOS} is required: {error}"),
     };
-    // The first hello of each of the three fingerprints (144, 88, 114 bytes, PROTOCOL.md §1.2).
+    // The first hello of each of the three fingerprints (144, 88, 114 bytes,
+    // docs/protocol.md#tls-parameters).
     let mut hellos: Vec<Vec<u8>> = Vec::new();
     for record in capture {
         if !hellos.iter().any(|h| h.len() == record.bytes.len()) {

@@ -42,7 +42,8 @@ async fn toggles_round_trip_on_the_response_and_on_a_relay_record() {
     );
     bridge.toggle_ok(80, false).await;
 
-    // A Bluetooth-only device: only the relay's 0x43 record shows the new state (§7.3).
+    // A Bluetooth-only device: only the relay's 0x43 record shows the new state
+    // (docs/protocol.md#status-records).
     let ble = bridge.toggle_ok(44, true).await;
     assert_eq!(
         ble.confirmed_by,

@@ -1,5 +1,6 @@
 //! A scripted device against the real bridge: every packet that expects an answer gets the
-//! answer the real cloud gives (PROTOCOL.md §2.1, vectors from §13.1), the session opens with
+//! answer the real cloud gives (`docs/protocol.md#packet-types`, vectors from
+//! `docs/protocol.md#test-vectors`), the session opens with
 //! 0xA3 then the mesh-info request, and each mesh-info response is acknowledged with `f8 af`.
 
 mod server_world;
@@ -30,7 +31,7 @@ async fn every_device_packet_that_expects_an_answer_gets_the_clouds_answer() {
     let bridge = Bridge::start("[server]\nsession_open_delay = \"1h\"").await;
     let mut device = Device::hello(bridge.addr, device_id(1)).await;
 
-    // §13.1 #4 heartbeat, #5 TLV block, #8 diagnostic, #12 self record, #13 relay records.
+    // Test vectors 4 heartbeat, 5 TLV block, 8 diagnostic, 12 self record, 13 relay records.
     answered(&mut device, "d3 00 00 00 00", "d8 00 00 00 00").await;
     answered(&mut device, "43 00 00 00 1e 32 5d 53 17 01 01 06 c6 20 02 00 ab c5 20 02 00 04 c4 20 02 00 01 c3 20 02 00 05 c2 90 00", "48 00 00 00 03 01 01 00").await;
     answered(&mut device, "43 00 00 00 34 60 b1 7e f1 01 01 06 c7 90 2a 32 30 32 35 31 31 30 36 3a 30 32 32 30 3a 2d 33 37 2c 30 30 30 30 36 2c 30 30 30 30 31 2c 30 30 30 30 31 2c 30 30 30 30 31 2c", "48 00 00 00 03 01 01 00").await;
@@ -42,13 +43,14 @@ async fn every_device_packet_that_expects_an_answer_gets_the_clouds_answer() {
         "48 00 00 00 03 01 01 00",
     )
     .await;
-    // §13.1 #6 firmware frame, #9 state report, #14 node notification: 0x88 echoes the msg id.
+    // Test vectors 6 firmware frame, 9 state report, 14 node notification: 0x88 echoes the msg id.
     answered(&mut device, "83 00 00 00 32 32 5d 53 17 00 01 00 00 00 00 00 00 fa 00 20 00 00 00 00 00 00 00 00 ea 00 00 00 86 01 00 30 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 c1 7e", "88 00 00 00 03 00 01 00").await;
     answered(&mut device, "83 00 00 00 25 45 88 0f 3a 00 09 00 7e 1f 00 00 00 fa db 13 00 72 25 11 50 00 50 00 db 11 02 01 01 0a 0a ff ff ff 00 00 37 7e", "88 00 00 00 03 00 09 00").await;
     answered(&mut device, "83 00 00 00 26 3d 54 6d e6 00 0c 00 7e 1f 00 00 00 fa db 14 00 95 2b 00 1a 00 ff ff ea 11 02 1a a1 01 0b 01 00 00 00 00 00 8c 7e", "88 00 00 00 03 00 0c 00").await;
     // A damaged 0x83 (checksum 0x38 instead of 0x37) is still acknowledged, then counted.
     answered(&mut device, "83 00 00 00 25 45 88 0f 3a 00 0a 00 7e 1f 00 00 00 fa db 13 00 72 25 11 50 00 50 00 db 11 02 01 01 0a 0a ff ff ff 00 00 38 7e", "88 00 00 00 03 00 0a 00").await;
-    // §13.1 #22 / §4.6: a device 0x73 gets 0x7B echoing its bytes 5..11.
+    // Test vector 22, docs/protocol.md#data-packets: a device 0x73 gets 0x7B echoing its bytes
+    // 5..11.
     answered(
         &mut device,
         "73 00 00 00 13 2d e4 b5 d2 00 02 00 7e 21 00 00 00 f9 d0 01 00 00 d1 7e",
@@ -64,7 +66,7 @@ async fn every_device_packet_that_expects_an_answer_gets_the_clouds_answer() {
     device.send(&quiet).await;
     assert_eq!(device.next().await, hex("d8 00 00 00 00"));
 
-    // §13.1 #3: 0xC3 gets the local time (timezone = "UTC" in the test config).
+    // Test vector 3: 0xC3 gets the local time (timezone = "UTC" in the test config).
     device.send(&hex("c3 00 00 00 01 0c")).await;
     match decode(&device.next().await) {
         Ok(Packet::ConnectAck(time)) => {
@@ -120,7 +122,7 @@ fn record(mesh_id: u16, device_type: u8, on: bool) -> MeshRecord {
     }
 }
 
-/// A mesh-info response (§7.4) answering the request with `tx`.
+/// A mesh-info response (`docs/protocol.md#mesh-info-records`) answering the request with `tx`.
 fn mesh_answer(device: &Device, counter: u16, tx: u32, records: &[MeshRecord]) -> BytesMut {
     let mut out = BytesMut::new();
     let msg = MsgId::from_counter(counter);
@@ -212,7 +214,7 @@ async fn mesh_info_teaches_routes_and_state_and_a_repeat_changes_nothing() {
 async fn a_phone_app_login_is_refused_by_closing_its_connection() {
     let bridge = Bridge::start("").await;
     let mut app = Device::connect(bridge.addr, device_id(4)).await;
-    // 0x13 (§4.10): 03, app id, 00 10, 16-char authorize code, 20 more bytes (L = 0x2b).
+    // 0x13 (docs/protocol.md#phone-app-login): 03, app id, 00 10, 16-char authorize code, 20 more bytes (L = 0x2b).
     let mut login = hex("13 00 00 00 2b 03 2d e4 b5 d2 00 10");
     login.extend_from_slice(b"2207a1b2c3d4e5f6");
     login.extend([0u8; 20]);

@@ -1,12 +1,12 @@
-//! The bridge against the simulator (issue 3) at the size issue 4 asks for: one home, 50 Wi-Fi
-//! devices relaying the rest of a 200-device mesh. A home holds at most 248 mesh ids (one-byte
+//! The bridge against the simulator at the scale it must handle: one home, 50 Wi-Fi devices
+//! relaying the rest of a 200-device mesh. A home holds at most 248 mesh ids (one-byte
 //! ids minus 0x7D/0x7E, `sim::home`), so "200 mesh devices" is read as 200 in total: 50 Wi-Fi and
 //! 150 Bluetooth-only, each of those reachable through two relays. Every device packet gets its
 //! answer, toggles round-trip to Wi-Fi and Bluetooth-only devices, killing a relay moves its
 //! devices to the other route, and a device sending garbage or barely reading stays alone with
 //! its trouble.
 //!
-//! Time is paused (STYLE habit 16): the simulator's real-device connect sequences (up to 22 s,
+//! Time is paused: the simulator's real-device connect sequences (up to 22 s,
 //! `sim::profile`) and heartbeats run in virtual time, so the test takes seconds, and nothing
 //! asserts on a duration.
 
@@ -73,7 +73,7 @@ fn balance(sim: &SimHandle, wifi: SimKey) -> Vec<(u8, usize, usize)> {
             .filter(|p| p.dir == dir && p.note.is_none() && p.kind() == kind)
             .count()
     };
-    // PROTOCOL.md §2.1: request type → the bridge's answer.
+    // docs/protocol.md#packet-types: request type → the bridge's answer.
     [
         (0x23, 0x28),
         (0xC3, 0xC8),
@@ -160,7 +160,8 @@ async fn toggles_round_trip_to_wifi_and_bluetooth_devices() {
             on,
             "mesh id {mesh} switched"
         );
-        // The f9 confirms first; the device's report follows ≈0.5 s later (§6.10).
+        // The f9 confirms first; the device's report follows ≈0.5 s later
+        // (docs/protocol.md#late-reports).
         bridge
             .until("the report of the new state", |b| {
                 b.state().get(&key(mesh)).is_some_and(|s| s.light.on == on)

@@ -1,7 +1,7 @@
 //! Device-facing TLS, checked against what real Cync devices send.
 //!
 //! The real ClientHellos come from `../shared/fixtures/captures/tls-clienthellos-20251106.txt`
-//! (PROTOCOL.md §1.2: 54 hellos, three fingerprints of 144, 88 and 114 bytes). They are read in
+//! (`docs/protocol.md#tls-parameters`: 54 hellos, three fingerprints of 144, 88 and 114 bytes). They are read in
 //! place, never copied; without them the fixture tests say they skipped, unless
 //! `CYNC_REQUIRE_SHARED_FIXTURES=1` makes that a failure.
 

@@ -1,12 +1,12 @@
 //! Reading and writing capture files: real traffic and simulator recordings.
 //!
 //! Exists so that tests, the `decode` subcommand and the simulator share one reader for the two
-//! capture formats of PROTOCOL.md §12 — the MITM capture text (§12.1, [`text`]) and the 2024
-//! socat hexdumps with hand-written notes (§12.2, [`socat`]) — and one writer for the text format,
-//! so recorded simulator sessions are read back by the same parser. Owns [`Record`], [`Capture`]
-//! and [`CaptureError`]. Must never interpret packets (that is `protocol`'s job), never panic on
-//! any input, and never drop a bad record silently: every record it cannot take at face value
-//! shows up in [`Capture::problems`] or [`Record::length_mismatch`], naming its line.
+//! capture formats of `docs/protocol.md#capture-formats` — the MITM capture text ([`text`]) and the
+//! 2024 socat hexdumps with hand-written notes ([`socat`]) — and one writer for the text format, so
+//! recorded simulator sessions are read back by the same parser. Owns [`Record`], [`Capture`] and
+//! [`CaptureError`]. Must never interpret packets (that is `protocol`'s job), never panic on any
+//! input, and never drop a bad record silently: every record it cannot take at face value shows up
+//! in [`Capture::problems`] or [`Record::length_mismatch`], naming its line.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ pub enum Direction {
 }
 
 impl Direction {
-    /// The capture-text spelling (§12.1); the arrow is U+2192.
+    /// The capture-text spelling (`docs/protocol.md#capture-text`); the arrow is U+2192.
     pub fn label(self) -> &'static str {
         match self {
             Direction::DeviceToServer => "DEV→CLOUD",
@@ -54,21 +54,22 @@ impl fmt::Display for Direction {
 }
 
 /// One TCP read of one connection as captured. It may hold several packets or part of one
-/// (§12.1): splitting into packets is the protocol framer's job, not ours.
+/// (`docs/protocol.md#capture-text`): splitting into packets is the protocol framer's job, not
+/// ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// Timestamp exactly as written in the file: ISO-8601 UTC in capture text, socat host local
     /// time (`2024/03/11 00:14:27.455916`) in socat logs, empty for a hand-written socat header
     /// that has none.
     pub ts: String,
-    /// Who sent the bytes.
+    #[allow(missing_docs)]
     pub dir: Direction,
     /// Written by the MITM injector rather than by the real peer (`[INJECTED…]` tag).
     pub injected: bool,
     /// Connection id from a `[conn:…]` or `[INJECTED to conn:…]` tag; committed captures have
     /// none, so connections must otherwise be told apart by peer id and timing.
     pub conn: Option<String>,
-    /// The bytes of the read.
+    /// The bytes of the read, hex decoded; socat's ASCII column and notes are never among them.
     pub bytes: Vec<u8>,
     /// 1-based line of the record's header, for error messages and the decode CLI.
     pub line: usize,
@@ -95,12 +96,12 @@ pub struct Annotation {
     pub label: String,
 }
 
-/// The two file formats of PROTOCOL.md §12.
+/// The two file formats of `docs/protocol.md#capture-formats`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// MITM capture text (§12.1), also what [`write_text_record`] writes.
+    /// MITM capture text, also what [`write_text_record`] writes.
     Text,
-    /// socat hexdump logs (§12.2).
+    #[allow(missing_docs)]
     Socat,
 }
 
@@ -134,7 +135,7 @@ impl Capture {
 /// Why a line or record of a capture could not be used. Every variant names the 1-based line.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    /// A line ending in `bytes)` that is not a valid §12.1 header.
+    /// A line ending in `bytes)` that is not a valid capture-text header.
     #[error("line {line}: bad capture header ({reason}): {text:?}")]
     BadHeader {
         /// Line of the header.
@@ -173,7 +174,7 @@ pub enum CaptureError {
     /// A capture-text line that is neither header, hex, annotation nor blank.
     #[error("line {line}: unexpected line in capture text: {text:?}")]
     UnexpectedLine {
-        /// The line.
+        #[allow(missing_docs)]
         line: usize,
         /// The start of the line.
         text: String,
@@ -194,7 +195,7 @@ pub enum CaptureError {
     /// The capture file could not be read.
     #[error("cannot read capture {path}: {source}")]
     Io {
-        /// The file.
+        #[allow(missing_docs)]
         path: PathBuf,
         /// The I/O error (non-UTF-8 content shows up as `InvalidData`).
         source: std::io::Error,

@@ -1,10 +1,11 @@
-//! The 2024 socat hexdump logs (PROTOCOL.md §12.2): reader only.
+//! The 2024 socat hexdump logs (`docs/protocol.md#socat-logs`): reader only.
 //!
-//! Exists because these logs hold the only captured cloud→device commands, mesh-info exchange
-//! and 0xA3/0xAB packets (§0.1, A3), and they are Markdown files whose author edited some lines
-//! by hand. Owns the rules for telling socat's own output from those edits. Must never drop a
-//! record because its bytes disagree with its `length=` (the record keeps what could be read and
-//! says so in [`Record::length_mismatch`]), and never take the ASCII column or a note for bytes.
+//! Exists because these logs hold the only captured cloud→device commands, mesh-info exchange and
+//! 0xA3/0xAB packets (`docs/protocol.md#evidence`), and they are Markdown files whose author edited
+//! some lines by hand. Owns the rules for telling socat's own output from those edits. Must never
+//! drop a record because its bytes disagree with its `length=` (the record keeps what could be read
+//! and says so in [`Record::length_mismatch`]), and never take the ASCII column or a note for
+//! bytes.
 //!
 //! What socat writes, and what the fixture files add to it:
 //! ```text
@@ -13,9 +14,9 @@
 //! --
 //! ```
 //! * socat ends a hexdump line early after a `0a` byte, so lines are not always 16 bytes.
-//! * Hand edits: `|`, `[ ]`, `{ }` markers around bytes, `##` / `#` notes, bytes elided (the
-//!   0x23 hello in Plug.md and Bulb.md keeps 19 of 31 bytes), a hex line replaced by prose
-//!   (App.md), a header reduced to a bare `>` (App.md), a pasted terminal escape `^[` before a header.
+//! * Hand edits: `|`, `[ ]`, `{ }` markers around bytes, `##` / `#` notes, bytes elided (the 0x23
+//!   hello in Plug.md and Bulb.md keeps 19 of 31 bytes), a hex line replaced by prose (App.md), a
+//!   header reduced to a bare `>` (App.md), a pasted terminal escape `^[` before a header.
 
 use super::{hex_byte, Capture, CaptureError, Direction, LengthMismatch, Record};
 
@@ -399,7 +400,7 @@ mod tests {
             .unwrap();
         assert_eq!(firmware.bytes.len(), 55);
         assert_eq!(firmware.bytes[32..35], [0x86, 0x01, 0x00]);
-        // The first cloud→device power command (§6.2): 36 bytes, op d0.
+        // The first cloud→device power command (docs/protocol.md#power): 36 bytes, op d0.
         let power_on = capture
             .records
             .iter()

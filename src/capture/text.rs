@@ -1,4 +1,4 @@
-//! The MITM capture text format (PROTOCOL.md §12.1): reader and writer.
+//! The MITM capture text format (`docs/protocol.md#capture-text`): reader and writer.
 //!
 //! Exists because the 2025 real-cloud captures and our simulator recordings share this format;
 //! owns its grammar, in both directions, so what [`write_text_record`] writes [`parse_text`]
@@ -76,7 +76,7 @@ pub fn parse_text(input: &str) -> Capture {
     capture
 }
 
-/// Writes one record in the §12.1 format (lower-case hex, blank line after). Fails with
+/// Writes one record in the capture-text format (lower-case hex, blank line after). Fails with
 /// [`fmt::Error`] when `ts` is empty or contains whitespace, because the reader could not take
 /// such a record back.
 pub fn write_text_record<W: fmt::Write>(
@@ -168,7 +168,7 @@ fn parse_header(line: usize, text: &str) -> Result<Header, CaptureError> {
 }
 
 /// `[INJECTED]` (committed files), `[INJECTED to conn:<id>]` (current MITM), `[conn:<id>]`.
-/// Other tags are free-form annotations (§12.1) and are accepted without meaning.
+/// Other tags are free-form annotations and are accepted without meaning.
 fn apply_tag(header: &mut Header, tag: &str) {
     if let Some(rest) = tag.strip_prefix("INJECTED") {
         header.injected = true;
@@ -233,7 +233,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Hand-written sample covering every tolerated extra of §12.1. Line numbers matter.
+    /// Hand-written sample covering every tolerated extra of the format. Line numbers matter.
     const SAMPLE: &str = "\
 ============================================================
 ANNOTATION SET: toggle kitchen
@@ -442,14 +442,15 @@ d3 00 00 00 00
             return;
         };
         let records = parse_text(&input).strict().unwrap();
-        // fixtures README: "2,251 reads".
+        // docs/protocol.md#evidence: 2,251 reads.
         assert_eq!(records.len(), 2251);
         let first = &records[0];
         assert_eq!(first.line, 1);
         assert_eq!(first.ts, "2025-11-06T08:20:40.005881");
         assert_eq!(first.dir, Direction::DeviceToServer);
         assert_eq!(first.bytes.len(), 31);
-        // 0x23 hello, §4.1: type, length 0x1a, then the peer id 38 e8 cf 46.
+        // 0x23 hello (docs/protocol.md#hello-and-auth): type, length 0x1a, then the peer id
+        // 38 e8 cf 46.
         assert_eq!(
             first.bytes[..10],
             [0x23, 0x00, 0x00, 0x00, 0x1a, 0x03, 0x38, 0xe8, 0xcf, 0x46]
@@ -493,7 +494,8 @@ d3 00 00 00 00
         assert_eq!(records.len(), 6);
         assert_eq!(records[0].ts, "2025-10-07T20:24:25.000986640");
         assert_eq!(records[0].dir, Direction::ServerToDevice);
-        // §6.7: the "traditional" mode command ends `f7 11 02 01 01 <sum> 7e`.
+        // docs/protocol.md#switch-mode: the "traditional" mode command ends
+        // `f7 11 02 01 01 <sum> 7e`.
         assert_eq!(records[0].bytes.len(), 35);
         assert_eq!(
             records[0].bytes[28..],

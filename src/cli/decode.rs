@@ -32,7 +32,7 @@ pub struct DecodeArgs {
 pub struct Summary {
     /// Records (TCP reads) read.
     pub records: usize,
-    /// Packets found.
+    /// Packets the framer split the records into (several per read is common).
     pub packets: usize,
     /// Packets per type, keyed `"0x83"`.
     pub by_type: BTreeMap<String, usize>,

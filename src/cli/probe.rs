@@ -39,46 +39,29 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
 
 /// Status and body of one HTTP response.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
 pub struct HttpReply {
     /// The status code (200, 503, …).
     pub status: u16,
-    /// The body, as text.
     pub body: String,
 }
 
 /// Why a probe got no HTTP answer.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)]
 pub enum ProbeError {
     /// Nothing accepted the connection (usually: the bridge is not running there).
     #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        /// Where.
-        addr: SocketAddr,
-        /// The socket error.
-        source: io::Error,
-    },
+    Connect { addr: SocketAddr, source: io::Error },
     /// Connected, but the exchange did not finish in time.
     #[error("no answer from {addr} within {after:?}")]
-    Timeout {
-        /// Where.
-        addr: SocketAddr,
-        /// The deadline.
-        after: Duration,
-    },
+    Timeout { addr: SocketAddr, after: Duration },
     /// The connection broke mid-exchange.
     #[error("connection to {addr} failed: {source}")]
-    Io {
-        /// Where.
-        addr: SocketAddr,
-        /// The socket error.
-        source: io::Error,
-    },
+    Io { addr: SocketAddr, source: io::Error },
     /// The peer answered something that is not HTTP.
     #[error("{addr} did not answer with HTTP")]
-    NotHttp {
-        /// Where.
-        addr: SocketAddr,
-    },
+    NotHttp { addr: SocketAddr },
 }
 
 /// `GET path` over HTTP/1.0 with one deadline for connect, request and response together.

@@ -1,13 +1,13 @@
 //! Per-device availability with hysteresis, so Home Assistant neither flaps on one missed
-//! report nor shows a dead device as alive (users' pain point #3).
+//! report nor shows a dead device as alive.
 //!
-//! Two inputs decide it: whether any connected Wi-Fi device reaches the device (routes), and
-//! the online flag of its last report (state reports, 0x43 records: a powered-off Bluetooth bulb
-//! behind a live relay is reported with the flag cleared). A device becomes available at once
-//! when it is online and reachable; it becomes unavailable only after it has been reported
-//! offline for `offline_grace`, or been unreachable for `route_grace` (a relay reconnecting
-//! takes ≈2.6 s, PROTOCOL.md §9.5). Time-based rather than a count of offline reports because
-//! the state store emits changes, not repeats: a bulb that stays off produces one event.
+//! Two inputs decide it: whether any connected Wi-Fi device reaches the device (routes), and the
+//! online flag of its last report (state reports, 0x43 records: a powered-off Bluetooth bulb behind
+//! a live relay is reported with the flag cleared). A device becomes available at once when it is
+//! online and reachable; it becomes unavailable only after it has been reported offline for
+//! `offline_grace`, or been unreachable for `route_grace` (a relay reconnecting takes ≈2.6 s,
+//! `docs/protocol.md#timing`). Time-based rather than a count of offline reports because the state
+//! store emits changes, not repeats: a bulb that stays off produces one event.
 //!
 //! Pure: time is an argument; changes are returned for the caller to publish.
 
@@ -48,7 +48,7 @@ pub struct Availability<K> {
 }
 
 impl<K: Copy + Eq + Hash> Availability<K> {
-    /// Empty tracker.
+    /// Knows no device: each one is unavailable until observed online and reachable.
     pub fn new(policy: AvailabilityPolicy) -> Self {
         Availability {
             policy,
@@ -105,7 +105,7 @@ impl<K: Copy + Eq + Hash> Availability<K> {
         self.entries.remove(key);
     }
 
-    /// Devices currently available.
+    /// Devices never observed are not counted: they are unavailable.
     pub fn available_count(&self) -> usize {
         self.entries.values().filter(|e| e.available).count()
     }

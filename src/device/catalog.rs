@@ -2,9 +2,10 @@
 //!
 //! Exists because the type id is the only thing a device tells us about itself, and every layer
 //! above (HA discovery, command validation, the simulator) needs the same answer. Owns [`MODELS`]
-//! (PROTOCOL.md §8, itself a transcription of legacy `metadata/model_info.py`) and [`EFFECTS`]
-//! (§6.6). Must never match on type ids anywhere else, never fail on an unknown id (it gets a
-//! power-only fallback), and never guess capabilities beyond what a row says.
+//! (a transcription of the legacy add-on's model table, `metadata/model_info.py` in the public
+//! `jslamartina/hass-addons` repository; `docs/protocol.md#device-models`) and [`EFFECTS`]
+//! (`docs/protocol.md#effects`). Must never match on type ids anywhere else, never fail on an
+//! unknown id (it gets a power-only fallback), and never guess capabilities beyond what a row says.
 
 /// What kind of Home Assistant entity a device becomes. Finer than the legacy light/switch split
 /// because HA needs different platforms for dimmers, plugs and fans.
@@ -20,7 +21,7 @@ pub enum DeviceClass {
     Plug,
     /// A switch with the `fan` capability (fan controller, type 81).
     Fan,
-    /// The thermostat (type 224); no protocol support is known (§8 notes).
+    /// The thermostat (type 224); no protocol support is known (`docs/protocol.md#device-models`).
     Thermostat,
     /// A type id missing from the table; treated as a plain on/off device.
     Unknown,
@@ -30,17 +31,17 @@ pub enum DeviceClass {
 /// this struct alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Capabilities {
-    /// On/off (power command, §6.2).
+    /// On/off (power command, `docs/protocol.md#power`).
     pub power: bool,
-    /// Brightness 0–100 (§6.3).
+    /// Brightness 0–100 (`docs/protocol.md#brightness-and-colour`).
     pub brightness: bool,
-    /// Colour temperature 0–100 mapped onto [`KelvinRange`] (§6.4).
+    /// Colour temperature 0–100 mapped onto [`KelvinRange`].
     pub color_temp: bool,
-    /// RGB (§6.5).
+    #[allow(missing_docs)]
     pub rgb: bool,
-    /// Built-in light shows ([`EFFECTS`], §6.6).
+    /// Built-in light shows ([`EFFECTS`], `docs/protocol.md#effects`).
     pub effects: bool,
-    /// Fan speed, carried in the brightness byte (§6.8).
+    /// Fan speed, carried in the brightness byte (`docs/protocol.md#fan-speed`).
     pub fan: bool,
 }
 
@@ -54,7 +55,7 @@ pub struct KelvinRange {
 }
 
 /// The fixed scale every Cync device uses: device 0–100 maps onto 2000–7000 K regardless of the
-/// bulb's real range (§6.4, legacy `CYNC_MINK`/`CYNC_MAXK`).
+/// bulb's real range (`docs/protocol.md#brightness-and-colour`, legacy `CYNC_MINK`/`CYNC_MAXK`).
 pub const DEFAULT_KELVIN: KelvinRange = KelvinRange {
     min: 2000,
     max: 7000,
@@ -80,7 +81,8 @@ pub struct Model {
     pub kelvin: KelvinRange,
 }
 
-/// Nothing at all: the thermostat (§8 "—"), which we recognise but cannot command.
+/// Nothing at all: the thermostat (no capability object in the legacy table), which we recognise
+/// but cannot command.
 const NO_CAPS: Capabilities = Capabilities {
     power: false,
     brightness: false,
@@ -95,7 +97,7 @@ const ON_OFF: Capabilities = Capabilities {
     ..NO_CAPS
 };
 /// Light "dimmable only", switch "power, dimmable". Legacy gives dimmer switches brightness
-/// only through its discovery code (§8 notes); here the table says it.
+/// only through its discovery code; here the table says it.
 const DIM: Capabilities = Capabilities {
     brightness: true,
     ..ON_OFF
@@ -105,22 +107,23 @@ const WHITE: Capabilities = Capabilities {
     color_temp: true,
     ..DIM
 };
-/// Light "dimmable, tunable, color". Effects are inferred, not listed in §8: the light shows of
-/// §6.6 are colour animations, so only full-colour lights get them; no capture shows which
+/// Light "dimmable, tunable, color". Effects are inferred, not listed in the legacy table: the
+/// light shows are colour animations, so only full-colour lights get them; no capture shows which
 /// device types actually accept the `e2` command.
 const FULL: Capabilities = Capabilities {
     rgb: true,
     effects: true,
     ..WHITE
 };
-/// Switch "power, fan". Speed travels in the brightness command (§6.8) but HA sees a fan, so
-/// `brightness` stays false.
+/// Switch "power, fan". Speed travels in the brightness command (`docs/protocol.md#fan-speed`) but
+/// HA sees a fan, so `brightness` stays false.
 const FAN_SPEED: Capabilities = Capabilities {
     fan: true,
     ..ON_OFF
 };
 
-/// A class plus its capabilities: the recurring "kinds" of §8, so each table row stays one line.
+/// A class plus its capabilities: the recurring "kinds" of the legacy table, so each row stays
+/// one line.
 type Kind = (DeviceClass, Capabilities);
 
 const COLOR: Kind = (DeviceClass::Light, FULL);
@@ -132,9 +135,9 @@ const PLUG: Kind = (DeviceClass::Plug, ON_OFF);
 const FAN: Kind = (DeviceClass::Fan, FAN_SPEED);
 const THERMOSTAT: Kind = (DeviceClass::Thermostat, NO_CAPS);
 
-/// Wi-Fi column of §8: "yes" (legacy `protocol.TCP = True`).
+/// Wi-Fi column of the legacy table: "yes" (legacy `protocol.TCP = True`).
 const WIFI: bool = true;
-/// Wi-Fi column of §8: "no" — Bluetooth only.
+/// Wi-Fi column of the legacy table: "no" — Bluetooth only.
 const BT: bool = false;
 
 /// Builds one table row with the default Kelvin range.
@@ -170,8 +173,8 @@ impl Model {
     }
 }
 
-/// PROTOCOL.md §8, row for row, sorted by type id so [`lookup`] can binary-search (a unit test
-/// enforces order and uniqueness). Name and SKU are split as in legacy `model_info.py`.
+/// The legacy model table, row for row, sorted by type id so [`lookup`] can binary-search (a unit
+/// test enforces order and uniqueness). Name and SKU are split as in legacy `model_info.py`.
 #[rustfmt::skip]
 pub const MODELS: &[Model] = &[
     m(5,   TUNABLE,    BT,   "Tunable White A19 Bulb", None),
@@ -191,14 +194,15 @@ pub const MODELS: &[Model] = &[
     m(26,  TUNABLE,    BT,   "C by GE Tunable White BR30 Bulb (BTLE only)", Some("CLEDR309S2")),
     m(28,  TUNABLE,    BT,   "Tunable White Light (Unknown)", None),
     m(29,  TUNABLE,    BT,   "Tunable White Light (Unknown)", None),
-    // 30 and 31 say "BTLE only" in their name but legacy marks them TCP; the flag wins (§8).
+    // 30 and 31 say "BTLE only" in their name but legacy marks them TCP; the flag wins.
     m(30,  COLOR,      WIFI, "C by GE Full Color A19 Bulb (BTLE only)", Some("CLEDA1911C2")),
     m(31,  COLOR,      WIFI, "C by GE Full Color A19 Bulb (BTLE only)", Some("CLEDA1911C2")),
     m(32,  COLOR,      BT,   "Full Color Light (Unknown)", None),
     m(33,  COLOR,      BT,   "Full Color Light (Unknown)", None),
     m(34,  COLOR,      BT,   "Full Color Light (Unknown)", None),
     m(35,  COLOR,      BT,   "Full Color Light (Unknown)", None),
-    // 37 and 49 also have motion/ambient-light sensors; no protocol support is known (§8 notes).
+    // 37 and 49 also have motion/ambient-light sensors; no protocol support is known
+    // (docs/protocol.md#device-models).
     m(37,  DIMMER,     WIFI, "Dimmer Switch with Motion and Ambient Light", Some("CSWDMOCBWF1")),
     m(39,  SWITCH,     WIFI, "C by GE Smart Switch", None),
     m(42,  COLOR,      WIFI, "Reveal HD+ Full Color Under Cabinet Light - 18 Inch", None),
@@ -238,7 +242,7 @@ pub const MODELS: &[Model] = &[
     m(145, TUNABLE,    WIFI, "Tunable White Light (Unknown)", None),
     m(146, COLOR,      WIFI, "Full Color Edison ST19 Bulb", Some("CLEDST196CDGS")),
     m(147, COLOR,      WIFI, "Full Color Edison G25 Bulb", Some("CLEDG256CDGS")),
-    // 148/152: fixed-temperature whites; legacy records only min_kelvin = 2700 (§8).
+    // 148/152: fixed-temperature whites; legacy records only min_kelvin = 2700.
     m(148, DIMMABLE,   WIFI, "White Edison ST19 Bulb", None).min_kelvin(2700),
     m(152, DIMMABLE,   WIFI, "Reveal HD+ White A19 Bulb", None).min_kelvin(2700),
     m(153, COLOR,      BT,   "Full Color Light (Unknown)", None),
@@ -287,9 +291,10 @@ pub fn is_known(type_id: u16) -> bool {
         .is_ok()
 }
 
-/// The built-in light shows and the two parameter bytes of their `e2` command (§6.6), in the
+/// The built-in light shows and the two parameter bytes of their `e2` command
+/// (`docs/protocol.md#effects`), in the
 /// order the Cync app lists them. Fireworks is `03 DA` as captured; legacy's constant `3A DA`
-/// disagrees with the capture, and the capture wins (§6.6).
+/// disagrees with the capture, and the capture wins.
 pub const EFFECTS: &[(&str, [u8; 2])] = &[
     ("candle", [0x01, 0xf1]),
     ("cyber", [0x43, 0x9f]),
@@ -323,7 +328,7 @@ pub fn effect_name(bytes: [u8; 2]) -> Option<&'static str> {
 mod tests {
     use super::*;
 
-    /// The expected values below were read off PROTOCOL.md §8 by hand, not derived from the
+    /// The expected values below were read off the legacy model table by hand, not derived from the
     /// table, so a typo in a row shows up here.
     #[test]
     fn type_137_is_a_full_colour_wifi_bulb_with_effects() {
@@ -455,7 +460,7 @@ mod tests {
 
     #[test]
     fn table_has_every_row_of_section_8() {
-        // §8 lists 78 type ids.
+        // The legacy model table lists 78 type ids.
         assert_eq!(MODELS.len(), 78);
     }
 

@@ -58,7 +58,7 @@ pub struct DeviceSpec {
     pub ble_mac: Option<Mac>,
     /// Wi-Fi MAC; `None` for Bluetooth-only devices (placeholder MAC dropped).
     pub wifi_mac: Option<Mac>,
-    /// Model type id (PROTOCOL.md §8); `None` when the export lacks it.
+    /// Model type id ([`crate::device::catalog`]); `None` when the export lacks it.
     pub type_id: Option<u16>,
     /// Firmware version as exported.
     pub firmware: Option<String>,
@@ -119,9 +119,9 @@ pub enum InventoryError {
     /// A home without a usable numeric id.
     #[error("home {home:?}: `id` must be a number (the cloud home id), got {got:?}")]
     BadHomeId {
-        /// Home name.
+        #[allow(missing_docs)]
         home: String,
-        /// What was found.
+        /// The `id` value as written, for the error message.
         got: String,
     },
 }
@@ -201,7 +201,7 @@ pub enum Syntax {
 }
 
 impl Inventory {
-    /// Parses a device file.
+    /// Takes the first of `account data`, `exported_homes` and `homes` that is present.
     pub fn parse(text: &str, syntax: Syntax) -> Result<Inventory, InventoryError> {
         let raw: RawFile = match syntax {
             Syntax::Yaml => {

@@ -1,7 +1,7 @@
 //! What a Cync device *is*, independent of how we talk to it, and what the bridge knows about it.
 //!
 //! Exists so that every other layer (MQTT discovery, the command path, the simulator) asks one
-//! place what a device type can do, instead of matching on type bytes itself (STYLE habit 18),
+//! place what a device type can do, instead of matching on type bytes itself,
 //! and reads device state from one store. Owns the model catalog ([`catalog`]): device-type id →
 //! class, capabilities, Kelvin range, and the built-in light-show effects; the device key type
 //! ([`key`]): `(home, mesh id)`; and the state store ([`state`]). Must never do network I/O,

@@ -1,23 +1,25 @@
 //! The device state store: the last state each device reported, keyed by `(home, mesh id)`.
 //!
 //! Why it exists: a device's state reaches the bridge in four shapes — its own `fa db 13` report
-//! (PROTOCOL.md §7.1), its 0x43 self record, a relay record from a neighbour (§7.3: the *only*
-//! reports a Bluetooth-only device produces) and the mesh-info list (§7.4) — often several times,
-//! from several relays (§9.4: one announce arrived from 24 bridges). The store folds them into one
-//! value per device, idempotently: a report equal to what is stored changes nothing and emits
+//! (`docs/protocol.md#state-report`), its 0x43 self record, a relay record from a neighbour
+//! (`docs/protocol.md#status-records`: the *only* reports a Bluetooth-only device produces) and the
+//! mesh-info list (`docs/protocol.md#mesh-info-records`) — often several times, from several relays
+//! (`docs/protocol.md#duplicates`: one announce arrived from 24 bridges). The store folds them into
+//! one value per device, idempotently: a report equal to what is stored changes nothing and emits
 //! nothing, so a light that goes A→B→A still produces two events, but B re-broadcast by ten relays
 //! produces one.
 //!
-//! It owns the state map, the change-event channel for the MQTT side (issue 6) and the waiters of
+//! It owns the state map, the change-event channel for the MQTT side and the waiters of
 //! commands expecting a confirming report. Design: a `std::sync::Mutex`, held for one map update
-//! and never across an `.await` — the same choice as mini-redis `db.rs`. An owning task behind a
+//! and never across an `.await`. An owning task behind a
 //! channel was rejected: session readers would then have to queue into it, and a full queue would
 //! either block a device socket or lose state; a lock held for microseconds does neither.
 //!
 //! Change events go out on a `tokio::sync::broadcast` channel of configured capacity: a
 //! subscriber that falls behind loses the *oldest* events (it sees `Lagged(n)`) and should re-read
 //! [`StateStore::snapshot`]; nothing ever blocks the reporting session. It must never do I/O or
-//! decide availability (issue 6 applies hysteresis to the online flag; the store only records it).
+//! decide availability ([`super::availability`] applies hysteresis to the online flag; the store
+//! only records it).
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -42,16 +44,17 @@ pub struct DeviceState {
 /// Which kind of report a state came from.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum ReportSource {
-    /// 0x83 `fa db 13`: the device about itself (§7.1).
+    /// 0x83 `fa db 13`: the device about itself (`docs/protocol.md#state-report`).
     StateReport,
-    /// 0x43 record index 5: the reporter about itself (§7.3).
+    /// 0x43 record index 5: the reporter about itself (`docs/protocol.md#status-records`).
     SelfRecord,
-    /// 0x43 record index ≥ 6: a neighbour relaying (§7.3).
+    /// 0x43 record index ≥ 6: a neighbour relaying.
     RelayRecord,
-    /// `f9 52` mesh-info record (§7.4).
+    /// `f9 52` mesh-info record (`docs/protocol.md#mesh-info-records`).
     MeshInfo,
     /// The device's `f9` response to a set-state command: it executed the command, so the
-    /// commanded fields are its state now, even if the report that follows is lost (§6.10).
+    /// commanded fields are its state now, even if the report that follows is lost
+    /// (`docs/protocol.md#command-responses`).
     CommandResponse,
 }
 
@@ -68,25 +71,23 @@ impl ReportSource {
     }
 }
 
-/// One observation of one device's state.
+/// One observation of one device's state; the same value may arrive many times (one copy per
+/// relay) and is applied idempotently.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(missing_docs)]
 pub struct Report {
-    /// Whose state.
     pub key: DeviceKey,
-    /// The state reported.
     pub state: DeviceState,
-    /// Which kind of report.
     pub source: ReportSource,
 }
 
 /// A change of stored state, as the MQTT side receives it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(missing_docs)]
 pub struct StateChange {
-    /// Whose state changed.
     pub key: DeviceKey,
     /// The state before (`None`: first report of this device).
     pub previous: Option<DeviceState>,
-    /// The state now.
     pub current: DeviceState,
     /// The report that changed it.
     pub source: ReportSource,
@@ -105,7 +106,7 @@ pub struct StoreSettings {
 /// What a command expects to see in a later report. `None` fields are not checked.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct Expectation {
-    /// Power state.
+    #[allow(missing_docs)]
     pub on: Option<bool>,
     /// Brightness 0–100.
     pub brightness: Option<u8>,
@@ -174,12 +175,11 @@ impl Expectation {
 
 /// A report that met a waiting command's [`Expectation`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(missing_docs)]
 pub struct Confirmation {
-    /// The state reported.
     pub state: DeviceState,
-    /// Which kind of report.
     pub source: ReportSource,
-    /// When it was applied.
+    /// When the store applied the report, not when the device sent it.
     pub at: Instant,
 }
 
@@ -187,7 +187,7 @@ pub struct Confirmation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{limit} commands are already waiting for a state report (state.max_waiters)")]
 pub struct WaiterLimit {
-    /// The configured limit.
+    /// `state.max_waiters`.
     pub limit: usize,
 }
 

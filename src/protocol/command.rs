@@ -1,5 +1,5 @@
-//! Mesh commands carried in `f8` request frames (PROTOCOL.md §5.4, §6): what the bridge sends to
-//! drive a light, switch, plug or fan, and what the simulator decodes on the other side.
+//! Mesh commands carried in `f8` request frames (`docs/protocol.md#commands`): what the bridge
+//! sends to drive a light, switch, plug or fan, and what the simulator decodes on the other side.
 //!
 //! Most commands wrap a Bluetooth-mesh message: `sno(3) src(2) dst(2) mesh_op 11 02 params…`.
 //! The mesh-info request, mesh ack and mode follow-up have their own fixed payloads.
@@ -9,7 +9,7 @@ use super::frame::{FrameDir, FrameSpec};
 /// Bytes 8..9 of every mesh message (vendor id 0x0211, inferred).
 const VENDOR: [u8; 2] = [0x11, 0x02];
 
-/// The colour part of a light command (`f0` op, PROTOCOL.md §6.3–6.5).
+/// The colour part of a light command (`f0` op, `docs/protocol.md#brightness-and-colour`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum LightColor {
     /// White temperature 0 (warm, 2000 K) … 100 (cool, 7000 K).
@@ -25,18 +25,18 @@ pub enum Command {
     Power {
         /// Mesh id or group id.
         target: u16,
-        /// New state.
+        #[allow(missing_docs)]
         on: bool,
     },
     /// Brightness and/or colour (frame op `f0`, N = 0x10). `None` fields are sent as `ff`
     /// ("leave unchanged", inferred from the three captured variants). Fans use brightness as
-    /// their speed (§6.8).
+    /// their speed (`docs/protocol.md#fan-speed`).
     Light {
         /// Mesh id or group id.
         target: u16,
         /// Brightness 0–100.
         brightness: Option<u8>,
-        /// Colour temperature or RGB.
+        #[allow(missing_docs)]
         color: Option<LightColor>,
     },
     /// Start a built-in effect (frame op `e2`, N = 0x0E); the two bytes come from the catalog.
@@ -50,7 +50,7 @@ pub enum Command {
     SwitchMode {
         /// Mesh id of the switch.
         target: u16,
-        /// Mode byte.
+        #[allow(missing_docs)]
         mode: u8,
     },
     /// Broadcast query (frame op `8e`, mesh op `f7`, N = 0x0B) that makes nodes announce.
@@ -72,7 +72,7 @@ pub enum Command {
 pub const MAX_COMMAND_PAYLOAD: usize = 16;
 
 impl Command {
-    /// The frame opcode this command uses.
+    /// `B[5]` of the frame; [`Command::decode`] takes it back to tell the commands apart.
     pub fn frame_op(&self) -> u8 {
         match self {
             Command::Power { .. } => 0xD0,
@@ -114,8 +114,9 @@ impl Command {
     }
 
     /// The command the encoder will actually send: RGB channels equal to 0x7D/0x7E are nudged
-    /// (125 → 124, 126 → 127) so the frame needs no stuffing (PROTOCOL.md §5.3). The change is
-    /// invisible to the eye; callers that wait for a state report compare against this value.
+    /// (125 → 124, 126 → 127) so the frame needs no stuffing (`docs/protocol.md#escaping`). The
+    /// change is invisible to the eye; callers that wait for a state report compare against this
+    /// value.
     pub fn avoiding_markers(self) -> Command {
         match self {
             Command::Light {
@@ -239,12 +240,13 @@ fn nudge(channel: u8) -> u8 {
     }
 }
 
-/// The Bluetooth-mesh message layout shared by commands and notifications (PROTOCOL.md §5.4).
+/// The Bluetooth-mesh message layout shared by commands and notifications
+/// (`docs/protocol.md#mesh-messages`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct MeshMessage<'a> {
     /// Mesh sequence number (LE24).
     pub sno: u32,
-    /// Source mesh address.
+    /// `00 00` in every command a server sent.
     pub src: u16,
     /// Destination mesh address (device, group, or 0xFFFF).
     pub dst: u16,

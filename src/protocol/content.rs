@@ -1,21 +1,22 @@
-//! Typed readings of what frames and 0x43 packets carry (PROTOCOL.md §7): device state reports,
-//! node notifications, firmware versions, command responses, mesh-info records, 0x43 status
-//! records, TLV blocks and diagnostic strings.
+//! Typed readings of what frames and 0x43 packets carry (`docs/protocol.md#status-layouts`): device
+//! state reports, node notifications, firmware versions, command responses, mesh-info records, 0x43
+//! status records, TLV blocks and diagnostic strings.
 //!
 //! Every reader borrows from the packet and never allocates; iterators walk fixed-size records.
 
 use super::command::{Command, MeshMessage};
 use super::frame::{Frame, FrameDir};
 
-/// Colour temperature byte meaning "RGB mode" in reports (PROTOCOL.md §7.1).
+/// Colour temperature byte meaning "RGB mode" in reports (`docs/protocol.md#state-report`).
 pub const TEMP_RGB_MODE: u8 = 0xFE;
-/// Colour temperature byte meaning "an effect is running" (legacy comment, §6.6).
+/// Colour temperature byte meaning "an effect is running" (a legacy add-on comment, never
+/// captured: `docs/protocol.md#effects`).
 pub const TEMP_EFFECT: u8 = 129;
 
 /// A light's state as devices report it, shared by every kind of report.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
 pub struct LightState {
-    /// On/off.
+    #[allow(missing_docs)]
     pub on: bool,
     /// Brightness 0–100 (kept while off; never infer on/off from it).
     pub brightness: u8,
@@ -25,7 +26,7 @@ pub struct LightState {
     pub rgb: [u8; 3],
 }
 
-/// `fa db 13`: a Wi-Fi device reporting its own state (PROTOCOL.md §7.1).
+/// `fa db 13`: a Wi-Fi device reporting its own state (`docs/protocol.md#state-report`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct StateReport {
     /// Per-report counter (P0 increments per report; P1/P2 not understood).
@@ -36,21 +37,22 @@ pub struct StateReport {
     pub dst: u16,
     /// "In mesh" flag; false only right after a (re)join.
     pub online: bool,
-    /// The state.
+    #[allow(missing_docs)]
     pub state: LightState,
 }
 
-/// What kind of node notification (`fa xx 14`, mesh op `ea`, PROTOCOL.md §7.2) this is.
+/// What kind of node notification (`fa xx 14`, mesh op `ea`,
+/// `docs/protocol.md#node-notification`) this is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum NotificationKind {
     /// `<node> a1 …`: a node announcing itself.
     Announce,
     /// `<node> 81 <cfg>`: a wired switch reporting its mode (`50` traditional, `b0` smart).
     SwitchMode {
-        /// Config byte.
+        #[allow(missing_docs)]
         config: u8,
     },
-    /// Another parameter byte.
+    /// A kind byte no capture shows; kept so it can be logged.
     Other(u8),
 }
 
@@ -63,27 +65,27 @@ pub struct NodeNotification {
     pub dst: u16,
     /// The node the notification is about (param 0).
     pub node: u8,
-    /// Announce, switch-mode report, or other.
+    #[allow(missing_docs)]
     pub kind: NotificationKind,
     /// All ten parameter bytes.
     pub params: [u8; 10],
 }
 
-/// Which firmware a firmware frame describes (PROTOCOL.md §7.6).
+/// Which firmware a firmware frame describes (`docs/protocol.md#firmware-frame`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum FirmwareKind {
     /// `00`: network ("home") firmware.
     Network,
     /// `01`: the device's own firmware.
     Device,
-    /// Another value.
+    /// A kind byte no capture shows.
     Other(u8),
 }
 
 /// A firmware version frame (start byte 0x00).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct FirmwareInfo<'a> {
-    /// Network or device firmware.
+    #[allow(missing_docs)]
     pub kind: FirmwareKind,
     /// The ASCII digits up to the first NUL (`11158`).
     pub digits: &'a str,
@@ -101,7 +103,8 @@ impl FirmwareInfo<'_> {
     }
 }
 
-/// The 6-byte header and 24-byte records of a mesh-info response (PROTOCOL.md §7.4).
+/// The 6-byte header and 24-byte records of a mesh-info response
+/// (`docs/protocol.md#mesh-info-records`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct MeshInfo<'a> {
     /// Header bytes (`04 00 00 00 04 00` in the one capture; meaning UNKNOWN).
@@ -109,9 +112,9 @@ pub struct MeshInfo<'a> {
     records: &'a [u8],
 }
 
-/// Bytes in one mesh-info record.
+/// Six little-endian 32-bit words (`docs/protocol.md#mesh-info-records`).
 pub const MESH_RECORD_LEN: usize = 24;
-/// Bytes before the first mesh-info record.
+/// The legacy add-on also reads the first record at this offset.
 pub const MESH_HEADER_LEN: usize = 6;
 
 impl<'a> MeshInfo<'a> {
@@ -144,7 +147,7 @@ pub struct MeshRecord {
     pub mesh_id: u16,
     /// Device type — only filled in for the first record, the bridge itself (0 otherwise).
     pub device_type: u8,
-    /// The state.
+    #[allow(missing_docs)]
     pub state: LightState,
 }
 
@@ -200,7 +203,7 @@ pub enum FrameContent<'a> {
     MeshInfo(MeshInfo<'a>),
     /// `f8 …`: a request the bridge (or the cloud) sends.
     Command {
-        /// The command.
+        #[allow(missing_docs)]
         command: Command,
         /// Its mesh sequence number, if it has one.
         sno: Option<u32>,
@@ -210,7 +213,7 @@ pub enum FrameContent<'a> {
 }
 
 impl Frame<'_> {
-    /// Interprets the frame's payload.
+    /// Never fails: a valid frame this codec cannot read is `Other`.
     pub fn content(&self) -> FrameContent<'_> {
         let p: &[u8] = &self.payload;
         if self.firmware_start {
@@ -288,14 +291,14 @@ fn firmware(p: &[u8]) -> Option<FirmwareInfo<'_>> {
     Some(FirmwareInfo { kind, digits })
 }
 
-/// One 19-byte status record of a 0x43 packet (PROTOCOL.md §7.3).
+/// One 19-byte status record of a 0x43 packet (`docs/protocol.md#status-records`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct StatusRecord {
     /// 5 = the reporter's own state, 6, 7, … = relayed records.
     pub index: u8,
     /// Mesh id (one byte on the wire).
     pub mesh_id: u8,
-    /// The state.
+    #[allow(missing_docs)]
     pub state: LightState,
     /// Valid/online flag (0 = stale/offline per the original author).
     pub online: bool,
@@ -305,7 +308,7 @@ pub struct StatusRecord {
     pub reporter: u8,
 }
 
-/// Bytes in one 0x43 status record.
+/// Three bytes, then the 16 that `00 10` at offsets 1..2 announces (inferred).
 pub const STATUS_RECORD_LEN: usize = 19;
 /// Record index of the reporter's own state.
 pub const SELF_RECORD_INDEX: u8 = 5;
@@ -349,25 +352,26 @@ impl StatusRecord {
     }
 }
 
-/// One `key type len value` entry of a 0x43 TLV block (PROTOCOL.md §7.5).
+/// One `key type len value` entry of a 0x43 TLV block
+/// (`docs/protocol.md#tlv-block-and-diagnostic`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Tlv<'a> {
     /// Key (`c2`..`c6` seen; meanings UNKNOWN).
     pub key: u8,
     /// Value type (`20` = BE integer, `90` = string).
     pub kind: u8,
-    /// Value bytes.
+    #[allow(missing_docs)]
     pub value: &'a [u8],
 }
 
-/// What a 0x43 packet carries after its id and msg id (PROTOCOL.md §4.4).
+/// What a 0x43 packet carries after its id and msg id (`docs/protocol.md#info-packets`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum InfoContent<'a> {
     /// No content: a ping.
     Ping,
     /// N × 19-byte status records.
     Records(&'a [u8]),
-    /// A TLV block.
+    /// A TLV block; keys and meanings unknown, read it with [`InfoContent::tlvs`].
     Tlv(&'a [u8]),
     /// `c7 90 <len>` + ASCII diagnostic string (date, time, RSSI, counters).
     Diagnostic(&'a str),
@@ -376,7 +380,7 @@ pub enum InfoContent<'a> {
 }
 
 impl<'a> InfoContent<'a> {
-    /// Classifies the content bytes of a 0x43.
+    /// Never fails: content that matches no known kind is `Other`.
     pub fn classify(content: &'a [u8]) -> Self {
         match content {
             [] => InfoContent::Ping,
@@ -427,7 +431,7 @@ fn tlv_is_well_formed(mut bytes: &[u8]) -> bool {
     bytes.is_empty()
 }
 
-/// Iterator over TLV entries.
+/// Stops at the first entry whose length runs past the end of the block.
 #[derive(Clone, Debug)]
 pub struct TlvIter<'a>(&'a [u8]);
 

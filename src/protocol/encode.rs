@@ -1,6 +1,7 @@
-//! Typed value → bytes: every packet the bridge sends (PROTOCOL.md §2.1 replies and §6
-//! commands) and every packet a device sends (for the simulator). Builders append to any
-//! `BufMut`, so a session can batch several replies into one write.
+//! Typed value → bytes: every packet the bridge sends (the replies of
+//! `docs/protocol.md#packet-types` and the commands of `docs/protocol.md#commands`) and every
+//! packet a device sends (for the simulator). Builders append to any `BufMut`, so a session can
+//! batch several replies into one write.
 
 use bytes::BufMut;
 
@@ -41,13 +42,13 @@ pub fn heartbeat_ack(out: &mut impl BufMut) {
     header(out, PacketType::HeartbeatAck, 0);
 }
 
-/// 0x48: answer to 0x43 — msg id bytes 0..1 then `00` (390/390 in capture A1).
+/// 0x48: answer to 0x43 — msg id bytes 0..1 then `00` (381/381 in the 2025 home capture).
 pub fn info_ack(out: &mut impl BufMut, msg: MsgId) {
     header(out, PacketType::InfoAck, 3);
     out.put_slice(&[msg.0[0], msg.0[1], 0]);
 }
 
-/// 0x88: answer to 0x83 — an exact echo of its msg id (113/113 in capture A1).
+/// 0x88: answer to 0x83 — an exact echo of its msg id (101/101 in the 2025 home capture).
 pub fn status_ack(out: &mut impl BufMut, msg: MsgId) {
     header(out, PacketType::StatusAck, 3);
     out.put_slice(&msg.0);
@@ -96,7 +97,8 @@ pub fn command(out: &mut impl BufMut, peer: PeerId, msg: MsgId, tx: u32, sno: u3
 
 // ---- device side (used by the simulator) ----
 
-/// Auth-code length field and trailer of every observed hello (PROTOCOL.md §4.1).
+/// Byte 5 and trailer of every observed hello; their meaning is unknown
+/// (`docs/protocol.md#hello-and-auth`).
 const HELLO_VERSION: u8 = 0x03;
 const HELLO_TRAILER: [u8; 3] = [0x00, 0x00, 0x3C];
 
@@ -130,7 +132,8 @@ pub fn info(out: &mut impl BufMut, peer: PeerId, content: &[u8]) {
     out.put_slice(content);
 }
 
-/// 0x43 carrying status records (self record first by convention, PROTOCOL.md §7.3).
+/// 0x43 carrying status records (self record first, as devices send it,
+/// `docs/protocol.md#status-records`).
 pub fn info_records(out: &mut impl BufMut, peer: PeerId, records: &[StatusRecord]) {
     header(out, PacketType::Info, 7 + 19 * records.len());
     out.put_slice(&peer.0);
@@ -150,7 +153,8 @@ pub fn info_diagnostic(out: &mut impl BufMut, peer: PeerId, text: &str) {
     out.put_slice(text);
 }
 
-/// 0x7B/0x73 `f9 <op> 01 00 <status>`: a device accepting a request with tx `tx`.
+/// 0x73 `f9 <op> 01 00 00`: a device accepting a request with tx `tx` (the 0x7B receipt is
+/// [`receipt`]; devices send both in one write).
 pub fn response(
     out: &mut impl BufMut,
     peer: PeerId,
@@ -181,7 +185,7 @@ pub struct StateReportSpec {
     pub mesh_id: u16,
     /// "In mesh" flag.
     pub online: bool,
-    /// The state.
+    #[allow(missing_docs)]
     pub state: LightState,
 }
 
@@ -246,7 +250,7 @@ pub fn firmware(out: &mut impl BufMut, peer: PeerId, msg: MsgId, kind: u8, digit
     framed(out, PacketType::Status, peer, msg, &frame, Stuffing::Raw);
 }
 
-/// 0xAB: the 1024-byte answer to 0xA3 (PROTOCOL.md §4.8).
+/// 0xAB: the 1024-byte answer to 0xA3 (`docs/protocol.md#session-open`).
 pub fn session_reply(out: &mut impl BufMut, peer: PeerId, msg: MsgId) {
     header(out, PacketType::SessionReply, 1019);
     out.put_slice(&peer.0);
@@ -286,14 +290,14 @@ pub fn mesh_info_response(
     framed(out, PacketType::Data, peer, msg, &frame, stuffing);
 }
 
-/// What a `fa xx 14` node notification says (PROTOCOL.md §7.2).
+/// What a `fa xx 14` node notification says (`docs/protocol.md#node-notification`).
 #[derive(Clone, Copy, Debug)]
 pub struct NotificationSpec {
-    /// tx to carry.
+    /// Devices carry the last tx they received (`docs/protocol.md#late-reports`).
     pub tx: u32,
     /// Counter bytes (P0..P2).
     pub counter: [u8; 3],
-    /// Source mesh address.
+    /// The node that speaks (the announcing node, or the switch itself).
     pub src: u16,
     /// Destination (0xFFFF for announcements).
     pub dst: u16,

@@ -49,7 +49,8 @@ impl fmt::Debug for HexPreview {
     }
 }
 
-/// Why a frame (the `7e … 7e` structure of 0x73/0x83, PROTOCOL.md §5) could not be decoded.
+/// Why a frame (the `7e … 7e` structure of 0x73/0x83, `docs/protocol.md#the-frame`) could not
+/// be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// Fewer bytes than the smallest possible frame (11).
@@ -63,7 +64,7 @@ pub enum FrameError {
     /// First byte is neither 0x7E nor the firmware-frame 0x00.
     #[error("frame start byte {found:#04x} is neither 0x7e nor 0x00: {preview}")]
     BadStart {
-        /// The byte found.
+        #[allow(missing_docs)]
         found: u8,
         /// The offending bytes.
         preview: HexPreview,
@@ -71,7 +72,7 @@ pub enum FrameError {
     /// Last byte is not 0x7E.
     #[error("frame end byte {found:#04x} is not 0x7e: {preview}")]
     BadEnd {
-        /// The byte found.
+        #[allow(missing_docs)]
         found: u8,
         /// The offending bytes.
         preview: HexPreview,

@@ -1,16 +1,17 @@
-//! The 0x7E frame inside 0x73 and 0x83 packets (PROTOCOL.md §5): start marker, 4-byte tx,
-//! direction byte, op, payload length N, a zero pad, payload, checksum, end marker.
+//! The 0x7E frame inside 0x73 and 0x83 packets (`docs/protocol.md#the-frame`): start marker,
+//! 4-byte tx, direction byte, op, payload length N, a zero pad, payload, checksum, end marker.
 //!
 //! The frame is located by the packet's header length — it always starts at packet offset 12 and
 //! runs to the end of the packet — never by searching for 0x7E: real peer ids contain 0x7E and
-//! non-stuffing firmware puts raw 0x7E inside payloads (PROTOCOL.md §5.3, vector #29).
+//! non-stuffing firmware puts raw 0x7E inside payloads (`docs/protocol.md#escaping`, vector 29).
 //!
 //! Escaping: the decoder accepts both HDLC-stuffed frames (`7D xx` → `xx ^ 0x20`, seen on the
-//! cloud→app leg, vector #16) and raw frames (every device frame captured). The encoder emits raw
+//! cloud→app leg, vector 16) and raw frames (every device frame captured). The encoder emits raw
 //! frames whenever it can: callers pick tx/sno values that keep 0x7D/0x7E out (see
 //! [`crate::protocol::SeqAllocator`]). When a marker byte is unavoidable (mesh id 125/126) the
-//! encoder stuffs it with `7D 5D` / `7D 5E`, the convention the cloud itself uses; whether devices
-//! un-stuff inbound frames is UNKNOWN (§11.4 item 1) and that risk is documented where it arises.
+//! encoder stuffs it with `7D 5D` / `7D 5E` (the cloud's convention for 0x7D; for 0x7E the
+//! standard HDLC value, never observed); whether devices un-stuff inbound frames is UNKNOWN
+//! (`docs/protocol.md#unknowns-and-defaults`) and that risk is documented where it arises.
 
 use std::borrow::Cow;
 
@@ -39,7 +40,7 @@ pub enum FrameDir {
 }
 
 impl FrameDir {
-    /// Maps the wire byte.
+    /// Never fails: a byte outside `f8`..`fa` is kept as `Other`.
     pub fn from_byte(byte: u8) -> Self {
         match byte {
             0xF8 => FrameDir::Request,
@@ -49,7 +50,7 @@ impl FrameDir {
         }
     }
 
-    /// The wire byte.
+    /// Inverse of [`Self::from_byte`], `Other` included.
     pub fn byte(self) -> u8 {
         match self {
             FrameDir::Request => 0xF8,
@@ -64,13 +65,15 @@ impl FrameDir {
 /// case it is un-escaped into an owned buffer (rare: no device frame has been seen stuffed).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Frame<'a> {
-    /// True for the firmware frame whose start byte is 0x00 instead of 0x7E (PROTOCOL.md §7.6).
+    /// True for the firmware frame whose start byte is 0x00 instead of 0x7E
+    /// (`docs/protocol.md#firmware-frame`).
     pub firmware_start: bool,
-    /// Transaction id, `B[0..3]` read little-endian (PROTOCOL.md §6.1: LE is inferred).
+    /// Transaction id, `B[0..3]` read little-endian (inferred: every observed value fits in 16
+    /// bits, `docs/protocol.md#sequence-fields`).
     pub tx: u32,
-    /// Direction/kind byte.
+    #[allow(missing_docs)]
     pub dir: FrameDir,
-    /// Frame opcode.
+    /// `B[5]`; see `docs/protocol.md#opcodes`.
     pub op: u8,
     /// The N payload bytes, un-escaped.
     pub payload: Cow<'a, [u8]>,
@@ -80,7 +83,7 @@ pub struct Frame<'a> {
     pub stuffed: bool,
 }
 
-/// `sum(op, N, pad, payload) mod 256` — the checksum of PROTOCOL.md §5.2, over un-escaped bytes.
+/// `sum(op, N, pad, payload) mod 256` over un-escaped bytes (`docs/protocol.md#checksum`).
 pub fn checksum(op: u8, pad: u8, payload: &[u8]) -> u8 {
     let n = payload.len() as u8;
     payload
@@ -119,7 +122,7 @@ pub fn decode_frame(raw: &[u8]) -> Result<Frame<'_>, FrameError> {
         return parse_inner(Cow::Borrowed(inner), firmware_start, false, raw);
     }
     // A 0x7D is present: it is either stuffing (try un-escaping first) or a raw 0x7D from
-    // firmware that does not stuff (fall back to the raw bytes, PROTOCOL.md §5.3).
+    // firmware that does not stuff (fall back to the raw bytes, docs/protocol.md#escaping).
     let stuffed_attempt = unescape(inner)
         .ok_or(())
         .and_then(|buf| parse_inner(Cow::Owned(buf), firmware_start, true, raw).map_err(|_| ()));
@@ -204,9 +207,9 @@ pub struct FrameSpec<'p> {
     pub firmware_start: bool,
     /// Transaction id (written little-endian).
     pub tx: u32,
-    /// Direction/kind byte.
+    #[allow(missing_docs)]
     pub dir: FrameDir,
-    /// Frame opcode.
+    #[allow(missing_docs)]
     pub op: u8,
     /// Payload (at most 255 bytes: N is one byte).
     pub payload: &'p [u8],
@@ -283,7 +286,7 @@ mod tests {
 
     #[test]
     fn worked_checksum_example_from_protocol_5_2() {
-        // Frame of vector #21 (cloud power-on for mesh id 5): checksum 0xE7.
+        // Vector 21 of docs/protocol.md#test-vectors (cloud power-on for mesh id 5): checksum 0xE7.
         let raw = hex("7e 21 00 00 00 f8 d0 0d 00 21 00 00 00 00 05 00 d0 11 02 01 00 00 e7 7e");
         let frame = decode_frame(&raw).unwrap();
         assert_eq!(frame.tx, 0x21);

@@ -1,5 +1,6 @@
 //! Stream framer: turns arbitrary TCP reads into whole packets, by the header length only
-//! (PROTOCOL.md §1.3). Several packets may share a read and a packet may be split anywhere.
+//! (`docs/protocol.md#stream-reassembly`). Several packets may share a read and a packet may be
+//! split anywhere.
 //!
 //! Junk recovery: a header is trusted only if it is *plausible* — a known type byte (or one
 //! following the request/ack pattern `x3`/`x8`/`xB`), zero bytes 1..2, a length within the
@@ -114,7 +115,7 @@ fn structure_ok(ptype: Option<PacketType>, p: &[u8]) -> bool {
     match ptype {
         Some(PacketType::Data) => p[12] == MARKER && p[p.len() - 1] == MARKER,
         Some(PacketType::Status) => (p[12] == MARKER || p[12] == 0) && p[p.len() - 1] == MARKER,
-        // Every 0x43 ever captured carries msg id 01 01 06 (PROTOCOL.md §3.2).
+        // Every 0x43 ever captured carries msg id 01 01 06 (docs/protocol.md#msg-id).
         Some(PacketType::Info) => p[9..12] == MsgId::INFO.0,
         _ => true,
     }

@@ -3,8 +3,9 @@
 //! Owns: the packet header and type table, the 0x7E frame (checksum, escaping), typed readers
 //! for state reports and status records, encoders for every command and reply, and the stream
 //! framer. Must never: do I/O, log, allocate on the hot decode path, or panic on any input
-//! (property tests and a fuzz target hold it to that). The ground truth is
-//! `shared/protocol/PROTOCOL.md`; section numbers in comments refer to it.
+//! (property tests and a fuzz target hold it to that). What the bytes mean, and the captures
+//! that show it, is written up in `docs/protocol.md`; comments cite its headings as
+//! `docs/protocol.md#heading`.
 
 pub mod command;
 pub mod content;

@@ -1,4 +1,5 @@
-//! One complete packet ⇄ typed value (PROTOCOL.md §2–§4): the 5-byte header (type, two zero
+//! One complete packet ⇄ typed value (`docs/protocol.md#packet-header` and the per-type
+//! sections after it): the 5-byte header (type, two zero
 //! bytes, BE16 body length) and the per-type body.
 //!
 //! Decoding borrows from the input and allocates nothing unless a frame arrived stuffed. An
@@ -12,12 +13,12 @@ use super::frame::{decode_frame, Frame};
 use super::time::{ClockTime, CLOCK_BODY_LEN};
 use super::types::{MsgId, PacketType, PeerId};
 
-/// Bytes in the packet header.
+/// Type byte, two zero bytes, BE16 body length.
 pub const HEADER_LEN: usize = 5;
 /// Largest body the bridge accepts (the largest real packet is the 1,019-byte 0xAB body).
 pub const MAX_BODY_LEN: usize = 4096;
 
-/// The 0x23 hello (PROTOCOL.md §4.1).
+/// The 0x23 hello (`docs/protocol.md#hello-and-auth`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Hello<'a> {
     /// Byte 5 (`03` in every observation; UNKNOWN, perhaps a version).
@@ -35,14 +36,16 @@ pub struct Hello<'a> {
 pub struct Framed<'a> {
     /// Peer id (own id for 0x83, session id for 0x73).
     pub peer: PeerId,
-    /// Msg id.
+    #[allow(missing_docs)]
     pub msg: MsgId,
     /// The frame, or why it could not be read.
     pub frame: Result<Frame<'a>, FrameError>,
 }
 
-/// A decoded packet.
+/// One variant per type of `docs/protocol.md#packet-types`, plus `Unknown` for any other type
+/// byte. Fields without a doc are the addressing fields of `docs/protocol.md#addressing-fields`.
 #[derive(Clone, PartialEq, Eq, Debug)]
+#[allow(missing_docs)]
 pub enum Packet<'a> {
     /// 0x13 phone-app login (refused by the bridge).
     AppLogin {
@@ -61,7 +64,6 @@ pub enum Packet<'a> {
         peer: PeerId,
         /// Always `01 01 06` in practice.
         msg: MsgId,
-        /// What it carries.
         content: InfoContent<'a>,
     },
     /// 0x48 (echoes msg id bytes 0..1 then `00`).
@@ -73,7 +75,6 @@ pub enum Packet<'a> {
     Data(Framed<'a>),
     /// 0x78 cloud notice.
     Notice {
-        /// Peer id.
         peer: PeerId,
         /// Msg id bytes 0..1 of the message it is about.
         msg: [u8; 2],
@@ -81,36 +82,22 @@ pub enum Packet<'a> {
         status: u8,
     },
     /// 0x7B receipt: an echo of offsets 5..11 of the 0x73 it acknowledges.
-    Receipt {
-        /// Peer id echoed.
-        peer: PeerId,
-        /// Msg id echoed.
-        msg: MsgId,
-    },
+    Receipt { peer: PeerId, msg: MsgId },
     /// 0x83 device status / notification / firmware.
     Status(Framed<'a>),
     /// 0x88: an exact echo of the 0x83's msg id.
-    StatusAck {
-        /// Msg id echoed.
-        msg: MsgId,
-    },
+    StatusAck { msg: MsgId },
     /// 0xA3 session open.
     SessionOpen {
-        /// Session id.
+        /// The session id chosen by the sender (the bridge uses the device's own id).
         peer: PeerId,
-        /// Msg id.
         msg: MsgId,
     },
-    /// 0xA8 cloud-only notice.
-    SessionNotice {
-        /// Body bytes.
-        body: &'a [u8],
-    },
-    /// 0xAB: the device's 1024-byte answer to 0xA3.
+    /// 0xA8 cloud-only notice; not interpreted (`docs/protocol.md#cloud-notices`).
+    SessionNotice { body: &'a [u8] },
+    /// 0xAB: the device's 1024-byte answer to 0xA3, echoing its session id and msg id.
     SessionReply {
-        /// Session id echoed.
         peer: PeerId,
-        /// Msg id echoed.
         msg: MsgId,
         /// The rest of the body (`07 00 09 xlink_dev`, zeros, trailer).
         rest: &'a [u8],
@@ -127,16 +114,11 @@ pub enum Packet<'a> {
     /// 0xD8.
     HeartbeatAck,
     /// A type byte this codec does not know.
-    Unknown {
-        /// Type byte.
-        kind: u8,
-        /// Body bytes.
-        body: &'a [u8],
-    },
+    Unknown { kind: u8, body: &'a [u8] },
 }
 
 impl Packet<'_> {
-    /// The packet's type byte.
+    /// The type byte; for `Unknown`, the byte as received.
     pub fn kind(&self) -> u8 {
         use PacketType as T;
         let t = match self {

@@ -1,10 +1,11 @@
-//! Per-connection counters for the commands the bridge sends (PROTOCOL.md §6.1): a BE16 msg id
+//! Per-connection counters for the commands the bridge sends
+//! (`docs/protocol.md#sequence-fields`): a BE16 msg id
 //! (echoed by the 0x7B receipt) and an LE tx (echoed by the `f9` response and the following
 //! state report). The mesh sequence number (sno) is the low 24 bits of tx.
 //!
-//! The allocator skips any tx whose frame would contain 0x7D or 0x7E — in tx, sno or the
-//! checksum they feed — so frames go out un-stuffed and read the same whether or not a device
-//! un-escapes (§5.3 recommendation). Skipping costs nothing: the counters are ours to choose.
+//! The allocator skips any tx whose frame would contain 0x7D or 0x7E — in tx, sno or the checksum
+//! they feed — so frames go out un-stuffed and read the same whether or not a device un-escapes
+//! (`docs/protocol.md#escaping`). Skipping costs nothing: the counters are ours to choose.
 
 use super::command::{Command, MAX_COMMAND_PAYLOAD};
 use super::types::MsgId;

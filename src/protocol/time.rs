@@ -1,5 +1,5 @@
-//! The local date and time carried by the 0xC8 reply (PROTOCOL.md §4.2). Devices use it as
-//! their clock (their diagnostic string echoes it), so the bridge sends real local time.
+//! The local date and time carried by the 0xC8 reply (`docs/protocol.md#connect-and-time`). Devices
+//! use it as their clock (their diagnostic string echoes it), so the bridge sends real local time.
 //! Time-zone arithmetic lives outside this pure module; this is only the wire layout.
 
 /// Calendar fields of a 0xC8 body.
@@ -25,7 +25,7 @@ pub struct ClockTime {
 
 /// First body byte of every observed 0xC8 (UNKNOWN meaning; the request carries `0c`).
 pub const CLOCK_TAG: u8 = 0x0D;
-/// Body length of a 0xC8.
+/// The framer rejects a 0xC8 of any other length.
 pub const CLOCK_BODY_LEN: usize = 11;
 
 impl ClockTime {

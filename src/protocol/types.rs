@@ -1,5 +1,5 @@
 //! Small value types shared by every packet: the packet type byte, the 4-byte peer id and the
-//! 3-byte msg id (PROTOCOL.md §2–§3).
+//! 3-byte msg id (`docs/protocol.md#addressing-fields`).
 //!
 //! These are plain `Copy` values so the hot decode path never allocates.
 
@@ -24,13 +24,13 @@ impl fmt::Debug for PeerId {
 }
 
 /// The 3-byte msg id at packet offsets 9..11: a BE16 per-connection counter followed by `00`
-/// (PROTOCOL.md §3.2). It lives in the header, outside the frame, so it is never escaped and is
-/// matched verbatim.
+/// (`docs/protocol.md#msg-id`). It lives in the header, outside the frame, so it is never escaped
+/// and is matched verbatim.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct MsgId(pub [u8; 3]);
 
 impl MsgId {
-    /// The msg id every 0x43 carries (390/390 in the capture A1): it is not a counter.
+    /// The msg id every 0x43 carries (381/381 in the 2025 home capture): it is not a counter.
     pub const INFO: MsgId = MsgId([0x01, 0x01, 0x06]);
 
     /// The msg id the cloud would send for counter value `n` (`hi lo 00`).
@@ -58,8 +58,8 @@ impl fmt::Debug for MsgId {
     }
 }
 
-/// Every packet type seen in real traffic (PROTOCOL.md §2.1). A type byte outside this list is
-/// not an error: it decodes as [`crate::protocol::Packet::Unknown`].
+/// Every packet type seen in real traffic (`docs/protocol.md#packet-types`). A type byte outside
+/// this list is not an error: it decodes as [`crate::protocol::Packet::Unknown`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 #[repr(u8)]
 pub enum PacketType {
@@ -102,7 +102,8 @@ pub enum PacketType {
 }
 
 impl PacketType {
-    /// Maps a type byte to a known type.
+    /// `None` for a byte outside the table; [`crate::protocol::decode`] keeps such packets as
+    /// `Packet::Unknown`.
     pub fn from_byte(byte: u8) -> Option<Self> {
         use PacketType::*;
         Some(match byte {

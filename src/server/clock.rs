@@ -1,4 +1,4 @@
-//! The local date and time the bridge sends in every 0xC8 (PROTOCOL.md §4.2).
+//! The local date and time the bridge sends in every 0xC8 (`docs/protocol.md#connect-and-time`).
 //!
 //! Devices take this as their clock — their diagnostic string echoes the local hour and minute —
 //! so it must be the real local time of the configured IANA zone, including its current UTC
@@ -38,7 +38,7 @@ mod tests {
 
     #[test]
     fn the_real_cloud_reply_of_capture_a1_is_reproduced() {
-        // PROTOCOL.md §13.1 vector 3: 2025-11-06 08:20:40 UTC in a UTC−6 zone →
+        // docs/protocol.md#test-vectors, vector 3: 2025-11-06 08:20:40 UTC in a UTC−6 zone →
         // c8 00 00 00 0b 0d 07 e9 0b 06 05 02 14 28 fd a8 (Thursday 02:20:40, −600).
         let now = Utc.with_ymd_and_hms(2025, 11, 6, 8, 20, 40).unwrap();
         let time = clock_time(now, chrono_tz::America::Chicago);

@@ -1,10 +1,11 @@
 //! The `tokio_util::codec` adapter between a device socket and the pure [`Framer`]: bytes in,
 //! whole packets (or a note about discarded junk) out.
 //!
-//! Junk is an *item*, not a decoder error, on purpose: `FramedRead` ends the stream after the
-//! first `Err`, and one bad byte must cost one counted error, not the device's session (STYLE
-//! habit 4). Only I/O errors end the stream. The read buffer stays bounded because the framer
-//! rejects an oversized length before buffering (4 KiB cap, PROTOCOL.md §1.3).
+//! Junk is an *item*, not a decoder error, on purpose: `FramedRead` ends the stream after the first
+//! `Err`, and one bad byte must cost one counted error, not the device's session (a bad device must
+//! never cost more than its own packets). Only I/O errors end the stream. The read buffer stays
+//! bounded because the framer rejects an oversized length before buffering (4 KiB cap,
+//! `docs/protocol.md#stream-reassembly`).
 //!
 //! There is no `Encoder`: replies and commands are built by `protocol::encode` straight into the
 //! session's send buffer (several replies often share one write), so an encoder would only copy.

@@ -1,13 +1,14 @@
 //! The accept loop: admits device connections within limits, shakes hands, starts sessions.
 //!
-//! Limits (STYLE habit 4, issue 4): the number of sessions is bounded by a `Semaphore`
-//! (`server.max_connections`); a connection over the limit — or from a network outside
-//! `server.allow_networks` — is *held* open unanswered for `server.over_limit_hold` and then
-//! closed, because a device whose connection is closed at once retries at once (54 hellos from 25
-//! devices in 74 s, PROTOCOL.md §1.2; the legacy server holds 14.75 s, §9.2). Holds are bounded
-//! too (`server.max_held_connections`); beyond that a connection is closed immediately. The TLS
-//! handshake has a deadline (`server.handshake_timeout`), so a client that never finishes it
-//! costs one slot for that long and nothing else.
+//! Limits, so that no number of devices or misbehaving clients can exhaust the bridge: the number
+//! of sessions is bounded by a `Semaphore` (`server.max_connections`); a connection over the limit
+//! — or from a network outside `server.allow_networks` — is *held* open unanswered for
+//! `server.over_limit_hold` and then closed, because a device whose connection is closed at once
+//! retries at once (54 hellos from 25 devices in 74 s, `docs/protocol.md#tls-parameters`; the
+//! legacy server holds 14.75 s, `docs/protocol.md#timing`). Holds are bounded too
+//! (`server.max_held_connections`); beyond that a connection is closed immediately. The TLS
+//! handshake has a deadline (`server.handshake_timeout`), so a client that never finishes it costs
+//! one slot for that long and nothing else.
 //!
 //! Accept errors (out of file descriptors, …) back off exponentially up to 2 s and never end the
 //! loop; `/healthz` reports the listener failing meanwhile. No error of one connection ever
@@ -79,7 +80,7 @@ impl Acceptor {
         slots: &Arc<Semaphore>,
         holds: &Arc<Semaphore>,
     ) {
-        // Replies are small and latency matters more than packing (issue 6: TCP_NODELAY).
+        // Replies are small and latency matters more than packing (TCP_NODELAY).
         let _ = tcp.set_nodelay(true);
         let networks = &self.ctx.config.allow_networks;
         if !networks.is_empty() && !networks.iter().any(|n| n.contains(addr.ip())) {

@@ -1,6 +1,6 @@
 //! The device-facing side of the bridge: the TLS listener that Cync Wi-Fi devices connect to in
-//! place of the Cync cloud (port 23779, PROTOCOL.md §1.1), one session task per connection, and
-//! the mesh routing registry.
+//! place of the Cync cloud (port 23779, `docs/protocol.md#transport-and-tls`), one session task per
+//! connection, and the mesh routing registry.
 //!
 //! It owns the sockets (the accept loop, [`session`]) and the map of which session reaches which
 //! device ([`routes`]); it writes every device state it hears into the shared
@@ -48,9 +48,9 @@ use tls::TlsError;
 
 /// Decides which home a device's session belongs to.
 ///
-/// The plug-in point for issue 6: with a device list, devices map to the Cync home ids of the
-/// account export. Until then [`SingleHome`] puts every session in [`HomeId::DEFAULT`] (see
-/// `device::key` for why clusters are not guessed).
+/// The plug-in point for homes: a resolver that reads the device list would map devices to the Cync
+/// home ids of the account export. Until one exists [`SingleHome`] puts every session in
+/// [`HomeId::DEFAULT`] (see `device::key` for why clusters are not guessed).
 pub trait HomeResolver: Send + Sync + std::fmt::Debug {
     /// The home of the device that said hello with `device`.
     fn home_of(&self, device: PeerId) -> HomeId;
@@ -69,7 +69,7 @@ impl HomeResolver for SingleHome {
 /// The shared parts of the bridge that sessions write and later layers (transport, MQTT) read.
 #[derive(Clone, Debug)]
 pub struct Services {
-    /// Metrics registry.
+    #[allow(missing_docs)]
     pub metrics: Metrics,
     /// Which session reaches which device.
     pub routes: Arc<Routes>,
@@ -115,13 +115,12 @@ impl ServerContext {
 
 /// Why the device server could not start.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)]
 pub enum ServerError {
     /// The listen address could not be bound.
     #[error("cannot listen for devices on {addr}: {source}. {hint}")]
     Bind {
-        /// The configured address.
         addr: SocketAddr,
-        /// The OS error.
         source: io::Error,
         /// What to do about it.
         hint: &'static str,

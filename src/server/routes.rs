@@ -1,16 +1,16 @@
 //! The mesh routing registry: which sessions can reach which `(home, mesh id)`.
 //!
-//! Why it exists: Bluetooth-only devices never connect; a command for mesh id N must go to a
-//! Wi-Fi device's session that can reach N, and a retry may take another (PROTOCOL.md §9.4).
-//! Sessions report what they learn — their own mesh id from `fa db 13` reports and 0x43 self
-//! records (a *direct* route), every mesh id in their mesh-info list, relay records and node
-//! notifications (a *relay* route) — and the registry answers "which session for this device?"
-//! with a preferred route and its alternates.
+//! Why it exists: Bluetooth-only devices never connect; a command for mesh id N must go to a Wi-Fi
+//! device's session that can reach N, and a retry may take another
+//! (`docs/protocol.md#mesh-and-relays`). Sessions report what they learn — their own mesh id from
+//! `fa db 13` reports and 0x43 self records (a *direct* route), every mesh id in their mesh-info
+//! list, relay records and node notifications (a *relay* route) — and the registry answers "which
+//! session for this device?" with a preferred route and its alternates.
 //!
 //! Preference, decided here: a direct route (the target *is* the session's device) before relay
 //! routes; among equals, the older session first. Older-first keeps the choice stable while
 //! reports keep arriving (no flapping between relays) and moves only when that session closes;
-//! issue 5 may balance load across the alternates. When a session closes, [`Routes::withdraw`]
+//! a transport may balance load across the alternates. When a session closes, [`Routes::withdraw`]
 //! removes all its routes at once, so the next lookup returns the next alternate; when a device
 //! reconnects, [`Routes::register`] hands back the old, half-open session so it can be closed
 //! and its routes are gone before the new session learns any.
@@ -38,14 +38,13 @@ pub enum RouteKind {
     Relay,
 }
 
-/// One route, for diagnostics (issue 6 shows "which relay reaches it").
+/// One route, for diagnostics ("which relay reaches it").
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(missing_docs)]
 pub struct RouteInfo {
-    /// The session.
     pub session: SessionId,
-    /// Its device's own id.
+    /// The id of the Wi-Fi device that session belongs to (not the routed device).
     pub device: PeerId,
-    /// Direct or relay.
     pub kind: RouteKind,
 }
 
@@ -128,9 +127,9 @@ impl Routes {
         self.changed.send_modify(|generation| *generation += 1);
     }
 
-    /// Adds a session that has said hello. If the same device already had a session, that one
-    /// is half-open (devices hold one connection at a time, §1.1): its routes are withdrawn and
-    /// its handle returned so the caller can close it.
+    /// Adds a session that has said hello. If the same device already had a session, that one is
+    /// half-open (devices hold one connection at a time, `docs/protocol.md#transport-and-tls`): its
+    /// routes are withdrawn and its handle returned so the caller can close it.
     pub fn register(&self, handle: SessionHandle) -> Option<SessionHandle> {
         let mut inner = self.lock();
         let old = inner.by_device.insert(handle.device(), handle.id());

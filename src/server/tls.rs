@@ -1,8 +1,8 @@
 //! The TLS acceptor that real Cync devices can talk to, and the certificate it presents.
 //!
 //! Why it exists: Cync devices speak TLS 1.2 with static-RSA CBC suites only, send no SNI and do
-//! not check the certificate (PROTOCOL.md §1.2, from the 54 ClientHellos in
-//! `fixtures/captures/tls-clienthellos-20251106.txt`). Mainstream defaults (and rustls) refuse
+//! not check the certificate (`docs/protocol.md#tls-parameters`, from 54 ClientHellos of real
+//! devices). Mainstream defaults (and rustls) refuse
 //! those suites, so this module pins an OpenSSL configuration that accepts exactly them.
 //!
 //! What it owns: the OpenSSL server context (protocol range, cipher list, security level) and
@@ -43,8 +43,8 @@ pub const GENERATED_KEY_FILE: &str = "cync-bridge-key.pem";
 
 /// The only suites every captured device offers: TLS_RSA_WITH_AES_256_CBC_SHA256 (0x003D),
 /// _AES_256_CBC_SHA (0x0035), _AES_128_CBC_SHA256 (0x003C), _AES_128_CBC_SHA (0x002F)
-/// (PROTOCOL.md §1.2). Listed in the devices' own order, so with server preference on every
-/// device type negotiates 0x003D.
+/// (`docs/protocol.md#tls-parameters`). Listed in the devices' own order, so with server preference
+/// on every device type negotiates 0x003D.
 const DEVICE_CIPHER_LIST: &str = "AES256-SHA256:AES256-SHA:AES128-SHA256:AES128-SHA";
 
 /// Pinned rather than inherited from the host's `openssl.cnf`, so that a distribution default
@@ -54,8 +54,9 @@ const DEVICE_CIPHER_LIST: &str = "AES256-SHA256:AES256-SHA:AES128-SHA256:AES128-
 /// not needed: `tests/tls.rs` replays the real ClientHellos and negotiates all four suites.
 const SECURITY_LEVEL: u32 = 2;
 
-/// The generated certificate is named after the hosts devices resolve (PROTOCOL.md §1.1).
-/// Devices do not validate it (§1.2 point 3); the names only help a human reading a capture.
+/// The generated certificate is named after the hosts devices resolve
+/// (`docs/protocol.md#transport-and-tls`). Devices do not validate it; the names only help a human
+/// reading a capture.
 const CERT_COMMON_NAME: &str = "cm.gelighting.com";
 const CERT_DNS_NAMES: [&str; 3] = [
     "cm.gelighting.com",
@@ -63,7 +64,7 @@ const CERT_DNS_NAMES: [&str; 3] = [
     "cm-ge.xlink.cn",
 ];
 const CERT_RSA_BITS: u32 = 2048;
-/// About ten years, like the legacy add-on's certificate (PROTOCOL.md §1.2 point 3).
+/// About ten years, like the legacy add-on's certificate (`docs/protocol.md#tls-parameters`).
 const CERT_VALIDITY_DAYS: u32 = 3650;
 
 /// Where the device-facing certificate comes from.
@@ -81,6 +82,7 @@ pub struct TlsSettings {
 
 /// Everything that can go wrong while setting up TLS or shaking hands with one device.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)]
 pub enum TlsError {
     /// Only one of the certificate and key paths was configured.
     #[error(
@@ -89,7 +91,6 @@ pub enum TlsError {
         given.display()
     )]
     IncompletePaths {
-        /// The path that was configured.
         given: PathBuf,
         /// What that path is ("certificate" or "private key").
         given_what: &'static str,
@@ -101,43 +102,25 @@ pub enum TlsError {
     ReadFile {
         /// "certificate" or "private key".
         what: &'static str,
-        /// The file.
         path: PathBuf,
-        /// The I/O error.
         source: io::Error,
     },
     /// The certificate file holds no usable PEM certificate.
     #[error("certificate {} is not a PEM X.509 certificate: {source}", path.display())]
-    BadCertificate {
-        /// The file.
-        path: PathBuf,
-        /// OpenSSL's reason.
-        source: ErrorStack,
-    },
+    BadCertificate { path: PathBuf, source: ErrorStack },
     /// The certificate file parsed but holds no certificate at all.
     #[error("certificate {} contains no PEM certificate (no BEGIN CERTIFICATE block)", path.display())]
-    NoCertificate {
-        /// The file.
-        path: PathBuf,
-    },
+    NoCertificate { path: PathBuf },
     /// The key file holds no usable PEM private key.
     #[error("private key {} is not an unencrypted PEM private key: {source}", path.display())]
-    BadKey {
-        /// The file.
-        path: PathBuf,
-        /// OpenSSL's reason.
-        source: ErrorStack,
-    },
+    BadKey { path: PathBuf, source: ErrorStack },
     /// The certificate's key is not RSA, but devices only offer static-RSA suites.
     #[error(
         "certificate {} does not hold an RSA key; Cync devices only offer static-RSA \
          cipher suites, so the bridge needs an RSA certificate",
         path.display()
     )]
-    NotRsa {
-        /// The file.
-        path: PathBuf,
-    },
+    NotRsa { path: PathBuf },
     /// OpenSSL refused to use the certificate or key (e.g. a key too small for the pinned
     /// security level).
     #[error(
@@ -148,9 +131,7 @@ pub enum TlsError {
     Refused {
         /// "certificate" or "private key".
         what: &'static str,
-        /// The file.
         path: PathBuf,
-        /// OpenSSL's reason.
         source: ErrorStack,
     },
     /// Certificate and key do not belong together.
@@ -159,49 +140,31 @@ pub enum TlsError {
         key.display(),
         cert.display()
     )]
-    KeyMismatch {
-        /// The certificate file.
-        cert: PathBuf,
-        /// The key file.
-        key: PathBuf,
-    },
+    KeyMismatch { cert: PathBuf, key: PathBuf },
     /// The data directory for the generated certificate could not be created.
     #[error("cannot create data directory {}: {source}", path.display())]
-    CreateDir {
-        /// The directory.
-        path: PathBuf,
-        /// The I/O error.
-        source: io::Error,
-    },
+    CreateDir { path: PathBuf, source: io::Error },
     /// A generated certificate or key could not be written.
     #[error("cannot write {}: {source}", path.display())]
     WriteFile {
         /// The file (its final name; it is written under a temporary name first).
         path: PathBuf,
-        /// The I/O error.
         source: io::Error,
     },
     /// Key or certificate generation failed inside OpenSSL.
     #[error("cannot generate the bridge's RSA key and self-signed certificate: {source}")]
-    Generate {
-        /// OpenSSL's reason.
-        source: ErrorStack,
-    },
+    Generate { source: ErrorStack },
     /// OpenSSL rejected the fixed server settings (e.g. a build without the static-RSA suites).
     #[error(
         "OpenSSL rejected the device TLS settings (TLS 1.2, ciphers {DEVICE_CIPHER_LIST}): \
          {source}"
     )]
-    Configure {
-        /// OpenSSL's reason.
-        source: ErrorStack,
-    },
+    Configure { source: ErrorStack },
     /// A per-connection TLS object could not be created.
     #[error("cannot start TLS for {}: {source}", Peer(*.peer))]
     Session {
         /// The device's address, if the socket still knew it.
         peer: Option<SocketAddr>,
-        /// OpenSSL's reason.
         source: ErrorStack,
     },
     /// The handshake with a device failed (bad hello, no shared cipher, connection closed).
@@ -209,7 +172,6 @@ pub enum TlsError {
     Handshake {
         /// The device's address, if the socket still knew it.
         peer: Option<SocketAddr>,
-        /// OpenSSL's reason.
         source: openssl::ssl::Error,
     },
 }
@@ -252,7 +214,7 @@ pub fn build_acceptor(settings: &TlsSettings) -> Result<SslAcceptor, TlsError> {
         .set_cipher_list(DEVICE_CIPHER_LIST)
         .map_err(configure)?;
     builder.set_options(SslOptions::CIPHER_SERVER_PREFERENCE);
-    // Devices have no client certificate (PROTOCOL.md §1.2 point 2); never ask for one.
+    // Devices have no client certificate (docs/protocol.md#tls-parameters); never ask for one.
     builder.set_verify(SslVerifyMode::NONE);
 
     builder
@@ -327,9 +289,9 @@ fn load_or_generate(settings: &TlsSettings) -> Result<Identity, TlsError> {
     }
 }
 
-/// Reuses the generated pair when both files exist; otherwise generates a fresh pair. Devices
-/// do not validate or pin the certificate (PROTOCOL.md §1.2 point 3), so replacing a half-written
-/// pair costs nothing, while refusing to start would.
+/// Reuses the generated pair when both files exist; otherwise generates a fresh pair. Devices do
+/// not validate or pin the certificate (`docs/protocol.md#tls-parameters`), so replacing a
+/// half-written pair costs nothing, while refusing to start would.
 fn load_or_generate_in(data_dir: &Path) -> Result<Identity, TlsError> {
     let cert_path = data_dir.join(GENERATED_CERT_FILE);
     let key_path = data_dir.join(GENERATED_KEY_FILE);

@@ -1,14 +1,15 @@
 //! How the rest of the bridge talks to one device session: the session's command interface.
 //!
-//! A session task owns its socket; nobody else writes to it (STYLE habit 7). Others hold a
-//! cheap, cloneable [`SessionHandle`] and submit [`SessionCommand`]s into the session's bounded
-//! queue. The session allocates the per-connection msg id and tx (PROTOCOL.md §6.1), writes the
-//! command, and reports everything it can correlate back to the submitter's own bounded sink as
-//! [`CommandUpdate`]s: `Sent` (with the sequence values used), `Receipt` (the device's 0x7B,
-//! matched by msg id verbatim), `Response` (the device's `f9`, matched by tx), `SessionClosed`.
+//! A session task owns its socket; nobody else writes to it, so writes never interleave. Others
+//! hold a cheap, cloneable [`SessionHandle`] and submit [`SessionCommand`]s into the session's
+//! bounded queue. The session allocates the per-connection msg id and tx
+//! (`docs/protocol.md#sequence-fields`), writes the command, and reports everything it can
+//! correlate back to the submitter's own bounded sink as [`CommandUpdate`]s: `Sent` (with the
+//! sequence values used), `Receipt` (the device's 0x7B, matched by msg id verbatim), `Response`
+//! (the device's `f9`, matched by tx), `SessionClosed`.
 //!
 //! That split is what the transports need: the legacy path (write once, wait) gives each command
-//! its own small sink; the reliable path of issue 5 gives all its commands one shared sink and
+//! its own small sink; the reliable path gives all its commands one shared sink and
 //! feeds the updates into its sans-I/O state machine (`on_receipt`, `on_response`,
 //! `on_session_lost`), choosing per attempt which session to submit to. Sessions never retry,
 //! never decide an outcome, and never block on a sink: a full sink loses the update (counted in
@@ -43,12 +44,12 @@ pub struct CommandToken(pub u64);
 /// One command for one session.
 #[derive(Debug)]
 pub struct SessionCommand {
-    /// What to send.
+    /// Sent with the session's own msg id and tx unless `seq` gives them.
     pub command: Command,
-    /// Sequence values to use verbatim, for a transport that allocates per-session counters
-    /// itself (issue 5's state machine); `None` lets the session allocate. The session's own
-    /// requests (0xA3, mesh info, mesh ack) and its own allocations use msg ids 0x8000–0xFFFF,
-    /// so a caller counting up from 1 does not collide with them for 32,767 commands.
+    /// Sequence values to use verbatim, for a transport that allocates per-session counters itself
+    /// (the reliable path's state machine); `None` lets the session allocate. The session's own
+    /// requests (0xA3, mesh info, mesh ack) and its own allocations use msg ids 0x8000–0xFFFF, so a
+    /// caller counting up from 1 does not collide with them for 32,767 commands.
     pub seq: Option<Seq>,
     /// Echoed in every update.
     pub token: CommandToken,
@@ -60,19 +61,19 @@ pub struct SessionCommand {
 
 /// Something the session learned about a submitted command.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(missing_docs)]
 pub struct CommandUpdate {
-    /// The command's token.
     pub token: CommandToken,
     /// The session reporting.
     pub session: SessionId,
     /// When the session saw it.
     pub at: Instant,
-    /// What happened.
     pub event: CommandEvent,
 }
 
 /// What happened to a submitted command, as far as its session can tell.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(missing_docs)]
 pub enum CommandEvent {
     /// Encoded into the session's send buffer with these sequence values.
     Sent {
@@ -80,14 +81,10 @@ pub enum CommandEvent {
         seq: Seq,
     },
     /// The device's 0x7B receipt echoed the msg id: the packet arrived. It does not mean the
-    /// command executed (PROTOCOL.md §4.7).
-    Receipt {
-        /// The msg id echoed.
-        msg: MsgId,
-    },
-    /// The device's `f9` response carried the command's tx (§6.10).
+    /// command executed (`docs/protocol.md#receipts`).
+    Receipt { msg: MsgId },
+    /// The device's `f9` response carried the command's tx (`docs/protocol.md#command-responses`).
     Response {
-        /// The tx echoed.
         tx: u32,
         /// The frame op the device echoed.
         op: u8,
@@ -95,10 +92,7 @@ pub enum CommandEvent {
         status: u8,
     },
     /// The session closed before the command was answered.
-    SessionClosed {
-        /// Why.
-        reason: CloseReason,
-    },
+    SessionClosed { reason: CloseReason },
 }
 
 /// Why a session ended; also the `reason` label of `tcp_comm_sessions_closed_total`.
@@ -109,7 +103,7 @@ pub enum CloseReason {
     Eof = 1,
     /// Reading failed (TLS error, connection reset).
     ReadError,
-    /// Writing failed.
+    /// A write returned an error (connection reset, TLS failure).
     WriteError,
     /// Pending writes made no progress within `server.write_timeout`.
     WriteTimeout,
@@ -119,7 +113,8 @@ pub enum CloseReason {
     Replaced,
     /// The bridge is shutting down.
     Shutdown,
-    /// A phone app (0x13) connected; the bridge does not serve the app (§4.10).
+    /// A phone app (0x13) connected; the bridge does not serve the app
+    /// (`docs/protocol.md#phone-app-login`).
     AppLogin,
     /// The device is not in `server.allow_device_ids`.
     DeviceNotAllowed,
@@ -169,13 +164,13 @@ pub enum SubmitError {
     /// The session's command queue (`server.command_queue`) is full.
     #[error("session command queue is full")]
     Full(SessionCommand),
-    /// The session has ended.
+    /// The session has ended; the command was not sent on it and may go to another route.
     #[error("session is closed")]
     Closed(SessionCommand),
 }
 
 impl SubmitError {
-    /// The command that was not taken.
+    /// Hands the refused command back, so the caller can try another session.
     pub fn into_command(self) -> SessionCommand {
         match self {
             SubmitError::Full(c) | SubmitError::Closed(c) => c,
@@ -221,7 +216,7 @@ pub struct SessionHandle {
 }
 
 impl SessionHandle {
-    /// The session's id.
+    /// Unique per bridge run, never reused, unlike the device id (a device reconnects).
     pub fn id(&self) -> SessionId {
         self.id
     }
@@ -231,12 +226,12 @@ impl SessionHandle {
         self.device
     }
 
-    /// The device's address.
+    /// The device's IP address and port, as the listener accepted it.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// The home the session belongs to.
+    /// Decided once, at the hello, by the server's `HomeResolver`.
     pub fn home(&self) -> HomeId {
         self.home
     }

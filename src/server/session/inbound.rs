@@ -1,6 +1,7 @@
-//! What a session does with each packet a device sends: answer it (PROTOCOL.md §2.1), then learn
-//! from it — routes for the registry, states for the store, receipts and responses for waiting
-//! commands. Every handler is synchronous: no `.await`, so the reader is never held up.
+//! What a session does with each packet a device sends: answer it
+//! (`docs/protocol.md#packet-types`), then learn from it — routes for the registry, states for the
+//! store, receipts and responses for waiting commands. Every handler is synchronous: no `.await`,
+//! so the reader is never held up.
 
 use tokio::time::Instant;
 
@@ -31,7 +32,8 @@ impl Session {
         }
     }
 
-    /// Counts and logs input that could not be used; the session carries on (habit 4).
+    /// Counts and logs input that could not be used; the session carries on: one bad packet must
+    /// not cost the device its connection.
     fn bad_input(&mut self, reason: &'static str, error: &dyn std::fmt::Display) {
         self.ctx.metrics.decode_error(&self.label, reason);
         self.ctx.metrics.packet_recv(&self.label, "decode_error");
@@ -83,7 +85,8 @@ impl Session {
                 }
                 return self.on_framed(framed);
             }
-            // 0xAB echoes the 0xA3's msg id: it is the 0xA3's answer (§4.8).
+            // 0xAB echoes the 0xA3's msg id: it is the 0xA3's answer
+            // (docs/protocol.md#session-open).
             Packet::Receipt { msg, .. } | Packet::SessionReply { msg, .. } => {
                 self.on_receipt(msg);
                 "ok"
@@ -99,10 +102,11 @@ impl Session {
         self.ctx.metrics.packet_recv(&self.label, outcome);
     }
 
-    /// 0x83 and device 0x73 carry a per-connection counter, so a byte-identical repeat of the
-    /// same (peer id, msg id) is a retransmit: it was acknowledged above like any packet (the device wants its 0x88/0x7B)
-    /// and is dropped here before it touches routes, state or a waiting command (issue 5).
-    /// 0x43 never comes here: its msg id is constant, and its records are applied idempotently.
+    /// 0x83 and device 0x73 carry a per-connection counter, so a byte-identical repeat of the same
+    /// (peer id, msg id) is a retransmit: it was acknowledged above like any packet (the device
+    /// wants its 0x88/0x7B) and is dropped here before it touches routes, state or a waiting
+    /// command. 0x43 never comes here: its msg id is constant, and its records are applied
+    /// idempotently.
     fn is_retransmit(&mut self, framed: &Framed<'_>, bytes: &[u8]) -> bool {
         let now = std::time::Instant::now();
         let print = fingerprint(bytes);
@@ -226,7 +230,8 @@ impl Session {
                 } else {
                     self.ctx.state.apply(Report { key, state, source });
                 }
-                // src = dst in every capture: the device reporting itself (§7.1).
+                // src = dst in every capture: the device reporting itself
+                // (docs/protocol.md#state-report).
                 let kind = if report.src == report.dst {
                     RouteKind::Direct
                 } else {
@@ -288,12 +293,13 @@ impl Session {
     }
 
     /// Mesh-info records: every listed device is reachable through this session; the first
-    /// record, the only one with a device type, is the session's own device (§7.4).
+    /// record, the only one with a device type, is the session's own device
+    /// (`docs/protocol.md#mesh-info-records`).
     fn on_mesh_info(&mut self, info: &MeshInfo<'_>) {
         let mut learned = Vec::new();
         for (index, record) in info.records().enumerate() {
             if record.mesh_id == 0 {
-                // Legacy treats a zero id as misalignment (§7.4); nothing to route to.
+                // Legacy treats a zero id as misalignment; nothing to route to.
                 continue;
             }
             let key = DeviceKey::new(self.home, record.mesh_id);

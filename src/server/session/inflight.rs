@@ -1,11 +1,12 @@
 //! The session's table of packets it sent that the device may still answer: its own 0xA3 and
 //! mesh requests, and submitted commands.
 //!
-//! Matching rules (PROTOCOL.md §6.1, §6.10): the 0x7B receipt echoes the msg id — a header field,
-//! never escaped — so it is matched verbatim; the `f9` response echoes the frame's tx (decoded
-//! after un-escaping by the codec), so it is matched by tx. Both lookups are O(1). The table is
-//! bounded twice: by count (`server.max_inflight`, oldest forgotten first) and by age
-//! ([`INFLIGHT_TTL`]); a forgotten command's submitter still ends it by its own deadline.
+//! Matching rules (`docs/protocol.md#sequence-fields`, `docs/protocol.md#command-responses`): the
+//! 0x7B receipt echoes the msg id — a header field, never escaped — so it is matched verbatim; the
+//! `f9` response echoes the frame's tx (decoded after un-escaping by the codec), so it is matched
+//! by tx. Both lookups are O(1). The table is bounded twice: by count (`server.max_inflight`,
+//! oldest forgotten first) and by age ([`INFLIGHT_TTL`]); a forgotten command's submitter still
+//! ends it by its own deadline.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -17,7 +18,7 @@ use super::handle::{CommandToken, CommandUpdate};
 use crate::protocol::MsgId;
 
 /// How long an unanswered packet is remembered. Longer than any sensible command deadline
-/// (default 5 s); the legacy add-on drops unacknowledged callbacks after 30 s (§6.10).
+/// (default 5 s); the legacy add-on drops unacknowledged callbacks after 30 s.
 pub const INFLIGHT_TTL: Duration = Duration::from_secs(60);
 
 /// Who is waiting for answers to a packet.
@@ -43,7 +44,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// A new entry.
+    /// Neither the receipt nor the response has been seen yet.
     pub fn new(tx: Option<u32>, sent_at: Instant, owner: Option<Owner>) -> Self {
         Entry {
             tx,
@@ -64,7 +65,8 @@ pub struct Matched {
     pub owner: Option<Owner>,
 }
 
-/// The table.
+/// Bounded by count and by age, so a device that never answers cannot grow it; both lookups
+/// (msg id, tx) are O(1).
 #[derive(Debug)]
 pub struct Inflight {
     by_msg: HashMap<MsgId, Entry>,
@@ -140,7 +142,7 @@ impl Inflight {
             owner: entry.owner.clone(),
         };
         // Done when every answer the packet can get has come: the receipt, and the response
-        // if it had a frame. They arrive in either order (§4.6).
+        // if it had a frame. They arrive in either order (docs/protocol.md#data-packets).
         let done = entry.receipt && (entry.response || entry.tx.is_none());
         if done {
             self.remove(msg);

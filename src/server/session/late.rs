@@ -1,16 +1,19 @@
 //! Recognising late reports of superseded commands.
 //!
-//! A device answers a set-state command at once (`f9`) and reports its new state ≈0.5 s later:
-//! a `fa db 13` carrying the command's tx (PROTOCOL.md §6.10), followed in the same write by a
-//! 0x43 self record with the same state and no tx. After quick successive commands to one device
-//! (a dragged slider; brightness then colour) the report for an earlier command arrives after
-//! the newer command's response has already set the newer state, and storing it would flick Home
-//! Assistant back to an intermediate state for half a second.
+//! A device answers a set-state command at once (`f9`) and reports its new state ≈0.5 s later: a
+//! `fa db 13` carrying the command's tx (`docs/protocol.md#late-reports`), followed in the same
+//! write by a 0x43 self record with the same state and no tx. After quick successive commands to
+//! one device (a dragged slider; brightness then colour) the report for an earlier command arrives
+//! after the newer command's response has already set the newer state, and storing it would flick
+//! Home Assistant back to an intermediate state for half a second.
 //!
 //! The tx says which command a `fa db 13` answers, so a report for a command that a later one to
 //! the same target (with a different tx) has superseded is recognised exactly; the self record
-//! that immediately follows it with the same state is its twin. Reports with a tx we did not send
-//! (wall switch, the phone app) are never superseded, so no genuine change is ever dropped.
+//! that immediately follows it with the same state is its twin. A report nobody asked for (wall
+//! switch, the phone app) carries the last tx the device received: one we never sent, or our
+//! newest command to that target, and neither counts as superseded. The one loss: a physical change
+//! reported after a newer command that never reached the device carries the older tx and is
+//! dropped; that command gets no `f9`, so the reliable path retries it.
 //! Relay records (Bluetooth-only devices) carry no tx and are not filtered.
 
 use std::collections::VecDeque;

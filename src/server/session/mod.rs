@@ -1,23 +1,24 @@
 //! One task per device connection: it owns the socket, answers everything the device expects,
 //! learns routes and state, and writes the commands submitted through its [`SessionHandle`].
 //!
-//! Life cycle (PROTOCOL.md §9.3): every packet that expects an answer gets it at once, in any
-//! state, before or after the hello (§2.1: 0x28, 0xC8 with local time, 0xD8, 0x48, 0x88 echoing
-//! the msg id, 0x7B for every device 0x73). The 0x23 hello names the device; the session then
-//! registers with the route registry (replacing a half-open older session of the same device),
-//! sends 0xA3 after `server.session_open_delay`, and the mesh-info request after
-//! `server.mesh_info_delay`; each mesh-info response is answered with the `f8 af` mesh ack
-//! (§6.11). Commands are taken only after the 0xA3 went out (legacy: "MUST SEND a3 before you
-//! can ask device for anything", §4.8). A phone app's 0x13 is refused by closing the connection
-//! (§4.10). Silence for `server.idle_timeout` closes the session.
+//! Life cycle (`docs/protocol.md#what-the-bridge-does`): every packet that expects an answer gets
+//! it at once, in any state, before or after the hello (`docs/protocol.md#packet-types`: 0x28, 0xC8
+//! with local time, 0xD8, 0x48, 0x88 echoing the msg id, 0x7B for every device 0x73). The 0x23
+//! hello names the device; the session then registers with the route registry (replacing a
+//! half-open older session of the same device), sends 0xA3 after `server.session_open_delay`, and
+//! the mesh-info request after `server.mesh_info_delay`; each mesh-info response is answered with
+//! the `f8 af` mesh ack (`docs/protocol.md#mesh-info-request`). Commands are taken only after the
+//! 0xA3 went out (the legacy add-on insists a device must receive one before it is asked anything,
+//! `docs/protocol.md#session-open`). A phone app's 0x13 is refused by closing the connection.
+//! Silence for `server.idle_timeout` closes the session.
 //!
-//! Never blocking the reader: packets are handled synchronously (a map update, a few encoded
-//! bytes) and replies are appended to a bounded send buffer that one `select!` branch drains
-//! while the read branch keeps running. Backpressure disables a branch (STYLE habit 8): while the
-//! buffer is over `server.send_buffer_bytes` no command is taken; a reply that does not fit is
-//! dropped and counted; pending writes that make no progress for `server.write_timeout` end the
-//! session. A bad packet is counted in `tcp_comm_decode_errors_total` and skipped; it never ends
-//! the session, let alone another one.
+//! Never blocking the reader: packets are handled synchronously (a map update, a few encoded bytes)
+//! and replies are appended to a bounded send buffer that one `select!` branch drains while the
+//! read branch keeps running. Backpressure disables a branch instead of blocking: while the buffer
+//! is over `server.send_buffer_bytes` no command is taken; a reply that does not fit is dropped and
+//! counted; pending writes that make no progress for `server.write_timeout` end the session. A bad
+//! packet is counted in `tcp_comm_decode_errors_total` and skipped; it never ends the session, let
+//! alone another one.
 //!
 //! Closing is always visible: one log line with the reason, `tcp_comm_sessions_closed_total`,
 //! the routes withdrawn, and a `SessionClosed` update to every command still waiting.
@@ -59,11 +60,13 @@ const UNKNOWN_DEVICE: &str = "unknown";
 
 /// Lowest msg id counter of the session's own allocations.
 const OWN_MSG_BASE: u16 = 0x8000;
-/// Lowest tx of the session's own allocations. tx is LE32 but every observed value fits in 16
-/// bits (cloud `21 00 00 00`, `23 01 00 00`, §6.1), so the session stays in that range too.
+/// Lowest tx of the session's own allocations. tx is LE32 but every observed value fits in 16 bits
+/// (cloud `21 00 00 00`, `23 01 00 00`, `docs/protocol.md#sequence-fields`), so the session stays
+/// in that range too.
 const OWN_TX_BASE: u32 = 0x8000;
 
-/// Read buffer reserved per connection; the framer caps a packet at 4 KiB (§1.3).
+/// Read buffer reserved per connection; the framer caps a packet at 4 KiB
+/// (`docs/protocol.md#stream-reassembly`).
 const READ_BUFFER: usize = 4096;
 
 /// Time allowed to flush the last bytes (an app refusal, shutdown) before the socket closes.
@@ -154,10 +157,11 @@ impl Session {
         close: Arc<CloseSignal>,
     ) -> Self {
         let inflight = Inflight::new(ctx.config.max_inflight.get());
-        // Random starting counters make a receipt from an earlier connection unlikely to match
-        // a new command (§3.2: devices do not reset their counters either). The session's msg
-        // ids and tx values start in the upper half of 16 bits, clear of a transport that
-        // allocates its own from 1 (see `SessionCommand::seq`); they stay there when they wrap.
+        // Random starting counters make a receipt from an earlier connection unlikely to match a
+        // new command (docs/protocol.md#msg-id: devices do not reset their counters either). The
+        // session's msg ids and tx values start in the upper half of 16 bits, clear of a transport
+        // that allocates its own from 1 (see `SessionCommand::seq`); they stay there when they
+        // wrap.
         let seq = SeqAllocator::in_range(
             OWN_MSG_BASE,
             u16::MAX,
@@ -221,7 +225,7 @@ impl Session {
                 // cancel-safe: FramedRead keeps a partial packet in its own buffer.
                 item = reader.next() => self.on_read(item),
                 // cancel-safe: recv only removes a command when it returns it. Disabled while the
-                // send buffer is full, so commands wait in the bounded queue (habit 8).
+                // send buffer is full, so commands wait in the bounded queue.
                 Some(command) = queue.recv(), if take_commands => self.on_command(command),
                 // cancel-safe: a sleep has no state; deadlines are recomputed every turn.
                 () = sleep_until(wake) => self.on_timer(Instant::now()),
@@ -443,7 +447,7 @@ impl Session {
             }
             CloseReason::DeviceNotAllowed => {
                 // Hold the connection before closing, like one over the limit: devices retry
-                // at once when closed (§1.2).
+                // at once when closed (docs/protocol.md#tls-parameters).
                 tokio::select! {
                     () = tokio::time::sleep(self.ctx.config.over_limit_hold) => {}
                     () = self.close.token().cancelled() => {}

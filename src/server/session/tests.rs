@@ -1,5 +1,5 @@
-//! Session timing on the paused clock: an in-memory stream stands in for the
-//! socket, so every delay is virtual and exact.
+//! Session timing on the paused clock, so the tests are fast and deterministic: an in-memory stream
+//! stands in for the socket, so every delay is virtual and exact.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
