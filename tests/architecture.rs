@@ -46,10 +46,7 @@ fn imported_folders(source: &str) -> BTreeSet<String> {
             let tail = line.split("crate::").nth(1).unwrap_or("");
             let mut names: Vec<&str> = vec![tail];
             if tail.starts_with('{') || !line.contains("crate::") {
-                names = line
-                    .trim_start_matches(['{', ' '])
-                    .split(',')
-                    .collect();
+                names = line.trim_start_matches(['{', ' ']).split(',').collect();
             }
             for name in names {
                 let name = name

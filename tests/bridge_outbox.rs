@@ -1,0 +1,355 @@
+//! The bridge's event loop with no broker and no devices: MQTT events go in through a channel,
+//! every publish is recorded as (topic, payload, retain, QoS), and the command path is a fake
+//! `CommandTransport` that records what it was asked to send and answers as told. Each test
+//! asserts the exact list of publishes — including that nothing at all is published after an
+//! invalid payload — the way zigbee2mqtt's tests pin theirs.
+//!
+//! The clock is paused: tokio advances it only when every task is idle, so "everything the loop
+//! did in answer to this event" is exactly what the outbox holds once virtual time moves on.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cync_bridge::bridge::{self, MqttLink, Registry};
+use cync_bridge::config::{self, RawConfig};
+use cync_bridge::device::{DeviceKey, DeviceState, Expectation, Report, ReportSource, StateStore};
+use cync_bridge::mqtt::client::{MqttEvent, Outbox, Outgoing};
+use cync_bridge::mqtt::topics::{EntityKey, EntityKind, Topics};
+use cync_bridge::protocol::{Command, LightState};
+use cync_bridge::server::Services;
+use cync_bridge::telemetry::Metrics;
+use cync_bridge::transport::{
+    CommandOutcome, CommandReport, CommandRequest, CommandTransport, PendingReport,
+};
+use figment::providers::{Format, Serialized, Toml};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+const HOME: u64 = 1_234_567_890;
+const LAMP: u16 = 1; // full colour bulb (type 137)
+const PLUG: u16 = 2; // plug (64)
+
+/// Answers every command with `outcome`; on success it does what a device's `f9` does to the
+/// store (the commanded state becomes the stored state).
+#[derive(Debug)]
+struct FakeTransport {
+    state: Arc<StateStore>,
+    outcome: Mutex<CommandOutcome>,
+    sent: Mutex<Vec<Command>>,
+}
+
+impl CommandTransport for FakeTransport {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    fn execute<'a>(
+        &'a self,
+        request: CommandRequest,
+        _cancel: &'a CancellationToken,
+    ) -> PendingReport<'a> {
+        self.sent.lock().unwrap().push(request.command);
+        let outcome = *self.outcome.lock().unwrap();
+        if outcome == CommandOutcome::Success {
+            if let Some(expect) = Expectation::for_command(&request.command) {
+                let current = self.state.get(&request.key).unwrap_or_default();
+                self.state.apply(Report {
+                    key: request.key,
+                    state: expect.applied_to(current),
+                    source: ReportSource::CommandResponse,
+                });
+            }
+        }
+        Box::pin(async move {
+            CommandReport {
+                key: request.key,
+                outcome,
+                latency: Duration::from_millis(5),
+                correlation: request.correlation,
+                session: None,
+                via: None,
+                confirmed_by: None,
+            }
+        })
+    }
+
+    fn refresh(&self, _key: DeviceKey, _correlation: uuid::Uuid) -> bool {
+        false
+    }
+}
+
+struct World {
+    events: mpsc::Sender<MqttEvent>,
+    published: mpsc::Receiver<Outgoing>,
+    transport: Arc<FakeTransport>,
+    services: Services,
+    topics: Topics,
+    shutdown: CancellationToken,
+}
+
+fn device_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("devices.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "homes:\n  Test Home:\n    id: {HOME}\n    devices:\n      {LAMP}: {{name: Lamp, type: 137}}\n      {PLUG}: {{name: Plug, type: 64}}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn start(dir: &std::path::Path) -> World {
+    let toml = format!(
+        "timezone = \"UTC\"\n[devices]\nfile = {:?}\n",
+        device_file(dir).display().to_string()
+    );
+    let figment = figment::Figment::from(Serialized::defaults(RawConfig::default()))
+        .merge(Toml::string(&toml));
+    let config = config::validate(&figment).unwrap();
+    let services = Services::new(&config.state, Metrics::new());
+    let registry = Registry::load(&config.devices).unwrap();
+    let transport = Arc::new(FakeTransport {
+        state: Arc::clone(&services.state),
+        outcome: Mutex::new(CommandOutcome::Success),
+        sent: Mutex::new(Vec::new()),
+    });
+    let (outbox_tx, published) = mpsc::channel(4096);
+    let (events, events_rx) = mpsc::channel(64);
+    let settings = config.bridge_settings();
+    let topics = settings.topics.clone();
+    let shutdown = CancellationToken::new();
+    let link = MqttLink {
+        outbox: Outbox::from_sender(outbox_tx),
+        events: events_rx,
+    };
+    let dyn_transport: Arc<dyn CommandTransport> = transport.clone();
+    bridge::spawn_with(
+        settings,
+        registry,
+        &services,
+        dyn_transport,
+        link,
+        &TaskTracker::new(),
+        shutdown.clone(),
+    );
+    World {
+        events,
+        published,
+        transport,
+        services,
+        topics,
+        shutdown,
+    }
+}
+
+fn key(id: u16) -> EntityKey {
+    EntityKey {
+        home: HOME,
+        kind: EntityKind::Device,
+        id,
+    }
+}
+
+fn wire(id: u16) -> DeviceKey {
+    bridge::registry::wire_key(key(id))
+}
+
+/// (topic, payload, retain, QoS) as a tuple, so a whole list compares in one assertion.
+type Publish = (String, Bytes, bool, u8);
+
+impl World {
+    /// Everything published in answer to what happened so far: lets virtual time run (the loop
+    /// finishes every event before the paused clock advances) and drains the outbox.
+    async fn drain(&mut self) -> Vec<Publish> {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut out = Vec::new();
+        while let Ok(m) = self.published.try_recv() {
+            out.push((m.topic, m.payload, m.retain, m.qos));
+        }
+        out
+    }
+
+    async fn send(&self, event: MqttEvent) {
+        self.events.send(event).await.unwrap();
+    }
+
+    async fn command(&self, id: u16, payload: &str) {
+        let topic = self.topics.set(key(id));
+        self.send(MqttEvent::Message {
+            topic,
+            payload: Bytes::from(payload.to_owned()),
+        })
+        .await;
+    }
+
+    fn report(&self, id: u16, light: LightState) {
+        self.services.state.apply(Report {
+            key: wire(id),
+            state: DeviceState {
+                light,
+                online: true,
+            },
+            source: ReportSource::StateReport,
+        });
+    }
+
+    fn state_publish(&self, id: u16, payload: Value) -> Publish {
+        let bytes = Bytes::from(serde_json::to_vec(&payload).unwrap());
+        (self.topics.state(key(id)), bytes, true, 1)
+    }
+
+    /// Connected, with the full first publication drained.
+    async fn connected(&mut self) -> Vec<Publish> {
+        self.send(MqttEvent::Connected).await;
+        self.drain().await
+    }
+}
+
+fn on(on: bool) -> LightState {
+    LightState {
+        on,
+        brightness: 100,
+        temperature: 0,
+        rgb: [0; 3],
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalid_or_unknown_command_publishes_nothing_and_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = start(dir.path());
+    world.report(PLUG, on(false));
+    world.connected().await;
+    for payload in ["", "MAYBE", "{\"state\":", "\u{0}\u{1}"] {
+        world.command(PLUG, payload).await;
+    }
+    world.command(LAMP, r#"{"brightness":"bright"}"#).await;
+    world
+        .command(LAMP, r#"{"color_temp":3000,"effect":"no-such-effect"}"#)
+        .await;
+    world.command(99, "ON").await;
+    assert_eq!(world.drain().await, Vec::<Publish>::new());
+    assert!(world.transport.sent.lock().unwrap().is_empty());
+    world.shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_confirmed_command_publishes_exactly_the_new_state_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = start(dir.path());
+    world.report(PLUG, on(false));
+    world.connected().await;
+    world.command(PLUG, "ON").await;
+    let published = world.drain().await;
+    assert_eq!(
+        *world.transport.sent.lock().unwrap(),
+        vec![Command::Power {
+            target: PLUG,
+            on: true
+        }]
+    );
+    assert_eq!(
+        published,
+        vec![world.state_publish(PLUG, json!({"state": "ON"}))]
+    );
+    // The same command again changes nothing on the device, so nothing new is published.
+    world.command(PLUG, "ON").await;
+    assert_eq!(world.drain().await, Vec::<Publish>::new());
+    world.shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_command_republishes_the_confirmed_state_even_when_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = start(dir.path());
+    world.report(PLUG, on(false));
+    world.connected().await;
+    *world.transport.outcome.lock().unwrap() = CommandOutcome::Timeout;
+    world.command(PLUG, "ON").await;
+    // Home Assistant shows the toggle on already; the truth goes back, retained.
+    assert_eq!(
+        world.drain().await,
+        vec![world.state_publish(PLUG, json!({"state": "OFF"}))]
+    );
+    world.shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_is_published_while_disconnected_and_everything_is_on_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = start(dir.path());
+    world.report(PLUG, on(false));
+    let first = world.connected().await;
+    world
+        .send(MqttEvent::Disconnected {
+            reason: "test".into(),
+        })
+        .await;
+    // The loop reads the broker and the store concurrently: let it see the disconnect first.
+    assert_eq!(world.drain().await, Vec::<Publish>::new());
+    world.report(PLUG, on(true));
+    assert_eq!(world.drain().await, Vec::<Publish>::new());
+    let again = world.connected().await;
+    // The same topics in the same order, and the plug's state now the one reported meanwhile.
+    let topics = |list: &[Publish]| list.iter().map(|p| p.0.clone()).collect::<Vec<_>>();
+    assert_eq!(topics(&again), topics(&first));
+    assert!(again.iter().all(|p| p.2 && p.3 == 1), "all retained, QoS 1");
+    assert!(again.contains(&world.state_publish(PLUG, json!({"state": "ON"}))));
+    assert!(first.contains(&world.state_publish(PLUG, json!({"state": "OFF"}))));
+    world.shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_light_command_becomes_power_then_level_and_one_state_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = start(dir.path());
+    world.report(
+        LAMP,
+        LightState {
+            on: false,
+            brightness: 80,
+            temperature: 20,
+            rgb: [0; 3],
+        },
+    );
+    world.connected().await;
+    world
+        .command(LAMP, r#"{"state":"ON","brightness":40}"#)
+        .await;
+    let published = world.drain().await;
+    assert_eq!(
+        *world.transport.sent.lock().unwrap(),
+        vec![
+            Command::Power {
+                target: LAMP,
+                on: true
+            },
+            Command::Light {
+                target: LAMP,
+                brightness: Some(40),
+                color: None
+            }
+        ]
+    );
+    // State is published from the store's snapshot, not per step: both steps landed before the
+    // loop looked, so Home Assistant sees one state, the final one, and the command's own end
+    // repeats nothing.
+    let state_topic = world.topics.state(key(LAMP));
+    assert!(
+        published
+            .iter()
+            .all(|p| p.0 == state_topic && p.2 && p.3 == 1),
+        "{published:?}"
+    );
+    let shown: Vec<(Value, Value)> = published
+        .iter()
+        .map(|p| serde_json::from_slice::<Value>(&p.1).unwrap())
+        .map(|v| (v["state"].clone(), v["brightness"].clone()))
+        .collect();
+    assert_eq!(shown, vec![(json!("ON"), json!(40))]);
+    world.shutdown.cancel();
+}
