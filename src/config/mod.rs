@@ -24,6 +24,7 @@
 
 mod build;
 mod env;
+mod mqtt;
 mod raw;
 pub mod value;
 
@@ -45,7 +46,7 @@ use crate::transport::queue::Overflow;
 use crate::transport::reliable::Policy;
 pub use crate::transport::{TransportMode, TransportSettings};
 pub use raw::RawConfig;
-use raw::{RawDevices, RawMqtt, RawServer, RawState, RawTelemetry, RawTransport};
+use raw::{RawDevices, RawServer, RawState, RawTelemetry, RawTransport};
 use value::{parse_device_id, parse_duration, DurationText};
 
 use crate::telemetry::LogFormat;
@@ -415,91 +416,6 @@ impl Check<'_> {
         Ok(StoreSettings {
             event_queue: self.count("state.event_queue", r.event_queue)?,
             max_waiters: self.count("state.max_waiters", r.max_waiters)?,
-        })
-    }
-
-    fn mqtt(&self, r: &RawMqtt) -> Result<MqttConfig, ConfigError> {
-        use crate::mqtt::client::{parse_url, MqttSettings, MqttTls};
-        let (host, port, tls) =
-            parse_url(r.url.trim()).map_err(|e| self.fail("mqtt.url", e.to_string()))?;
-        let topic = |key: &str, value: &str| -> Result<String, ConfigError> {
-            let v = value.trim().trim_end_matches('/');
-            if v.is_empty() || v.contains(['+', '#']) || v.starts_with('/') {
-                return Err(self.fail(
-                    key,
-                    format!("{value:?} must be a topic without wildcards, e.g. \"cync\""),
-                ));
-            }
-            Ok(v.to_owned())
-        };
-        let base_topic = topic("mqtt.base_topic", &r.base_topic)?;
-        let discovery_prefix = topic("mqtt.discovery_prefix", &r.discovery_prefix)?;
-        let node_id = r.node_id.trim().to_owned();
-        if node_id.is_empty()
-            || !node_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(self.fail(
-                "mqtt.node_id",
-                format!("{:?} must be letters, digits, _ or - only", r.node_id),
-            ));
-        }
-        let path = |v: &str| (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));
-        let (client_cert, client_key) = (path(&r.client_cert), path(&r.client_key));
-        if client_cert.is_some() != client_key.is_some() {
-            return Err(self.fail(
-                "mqtt.client_cert",
-                "client_cert and client_key must be set together",
-            ));
-        }
-        let tls = tls.then(|| MqttTls {
-            ca: path(&r.ca_file),
-            client_cert,
-            client_key,
-        });
-        let color_temp_unit = match r.color_temp_unit.as_str() {
-            "kelvin" => crate::mqtt::units::ColorTempUnit::Kelvin,
-            "mired" | "mireds" => crate::mqtt::units::ColorTempUnit::Mired,
-            other => {
-                return Err(self.fail(
-                    "mqtt.color_temp_unit",
-                    format!("{other:?} is not a unit (expected \"kelvin\" or \"mired\")"),
-                ))
-            }
-        };
-        let reconnect_min = self.positive_duration("mqtt.reconnect_min", &r.reconnect_min)?;
-        let reconnect_max = self.positive_duration("mqtt.reconnect_max", &r.reconnect_max)?;
-        let keep_alive = self.positive_duration("mqtt.keep_alive", &r.keep_alive)?;
-        if keep_alive < Duration::from_secs(5) {
-            return Err(self.fail("mqtt.keep_alive", "must be at least 5s"));
-        }
-        let non_empty = |v: &str| (!v.is_empty()).then(|| v.to_owned());
-        let client_id =
-            non_empty(r.client_id.trim()).unwrap_or_else(|| format!("cync-bridge-{node_id}"));
-        Ok(MqttConfig {
-            enabled: r.enabled,
-            url: r.url.trim().to_owned(),
-            settings: MqttSettings {
-                host,
-                port,
-                tls,
-                username: non_empty(&r.username),
-                password: non_empty(&r.password),
-                client_id,
-                keep_alive,
-                reconnect_min,
-                reconnect_max: reconnect_max.max(reconnect_min),
-                outbox_capacity: 4096,
-                events_capacity: 1024,
-            },
-            discovery_prefix,
-            base_topic,
-            node_id,
-            birth_delay: self.duration("mqtt.birth_delay", &r.birth_delay)?,
-            cleanup_delay: self.duration("mqtt.cleanup_delay", &r.cleanup_delay)?,
-            color_temp_unit,
-            legacy_color_mode_flag: r.legacy_color_mode_flag,
         })
     }
 

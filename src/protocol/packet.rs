@@ -199,31 +199,37 @@ pub fn decode(packet: &[u8]) -> Result<Packet<'_>, DecodeError> {
     let Some(ptype) = PacketType::from_byte(kind) else {
         return Ok(Packet::Unknown { kind, body });
     };
-    let need = |n: usize| {
-        if body.len() < n {
-            Err(DecodeError::BodyTooShort {
-                kind,
-                len: body.len(),
-                need: n,
-                preview: HexPreview::of(packet),
-            })
-        } else {
-            Ok(())
-        }
+    decode_body(ptype, kind, body, packet)
+}
+
+/// The body of a packet whose header and length already checked out; `packet` only feeds the
+/// error's hex preview.
+fn decode_body<'a>(
+    ptype: PacketType,
+    kind: u8,
+    body: &'a [u8],
+    packet: &[u8],
+) -> Result<Packet<'a>, DecodeError> {
+    let too_short = |need: usize| DecodeError::BodyTooShort {
+        kind,
+        len: body.len(),
+        need,
+        preview: HexPreview::of(packet),
     };
+    if body.len() < min_body(ptype) {
+        return Err(too_short(min_body(ptype)));
+    }
     use PacketType as T;
     Ok(match ptype {
-        T::AppLogin => {
-            need(5)?;
-            Packet::AppLogin {
-                app_id: peer(&body[1..5]),
-            }
-        }
+        T::AppLogin => Packet::AppLogin {
+            app_id: peer(&body[1..5]),
+        },
         T::AppLoginAck => Packet::AppLoginAck,
         T::Hello => {
-            need(7)?;
             let auth_len = usize::from(u16::from_be_bytes([body[5], body[6]]));
-            need(7 + auth_len)?;
+            if body.len() < 7 + auth_len {
+                return Err(too_short(7 + auth_len));
+            }
             Packet::Hello(Hello {
                 version: body[0],
                 device_id: peer(&body[1..5]),
@@ -232,24 +238,14 @@ pub fn decode(packet: &[u8]) -> Result<Packet<'_>, DecodeError> {
             })
         }
         T::HelloAck => Packet::HelloAck,
-        T::Info => {
-            need(7)?;
-            Packet::Info {
-                peer: peer(body),
-                msg: msg(&body[4..]),
-                content: InfoContent::classify(&body[7..]),
-            }
-        }
-        T::InfoAck => {
-            need(3)?;
-            Packet::InfoAck { msg: msg(body) }
-        }
-        T::StatusAck => {
-            need(3)?;
-            Packet::StatusAck { msg: msg(body) }
-        }
+        T::Info => Packet::Info {
+            peer: peer(body),
+            msg: msg(&body[4..]),
+            content: InfoContent::classify(&body[7..]),
+        },
+        T::InfoAck => Packet::InfoAck { msg: msg(body) },
+        T::StatusAck => Packet::StatusAck { msg: msg(body) },
         T::Data | T::Status => {
-            need(7)?;
             let framed = Framed {
                 peer: peer(body),
                 msg: msg(&body[4..]),
@@ -261,55 +257,53 @@ pub fn decode(packet: &[u8]) -> Result<Packet<'_>, DecodeError> {
                 Packet::Status(framed)
             }
         }
-        T::Notice => {
-            need(7)?;
-            Packet::Notice {
-                peer: peer(body),
-                msg: [body[4], body[5]],
-                status: body[6],
-            }
-        }
-        T::Receipt => {
-            need(7)?;
-            Packet::Receipt {
-                peer: peer(body),
-                msg: msg(&body[4..]),
-            }
-        }
-        T::SessionOpen => {
-            need(7)?;
-            Packet::SessionOpen {
-                peer: peer(body),
-                msg: msg(&body[4..]),
-            }
-        }
+        T::Notice => Packet::Notice {
+            peer: peer(body),
+            msg: [body[4], body[5]],
+            status: body[6],
+        },
+        T::Receipt => Packet::Receipt {
+            peer: peer(body),
+            msg: msg(&body[4..]),
+        },
+        T::SessionOpen => Packet::SessionOpen {
+            peer: peer(body),
+            msg: msg(&body[4..]),
+        },
         T::SessionNotice => Packet::SessionNotice { body },
-        T::SessionReply => {
-            need(7)?;
-            Packet::SessionReply {
-                peer: peer(body),
-                msg: msg(&body[4..]),
-                rest: &body[7..],
-            }
-        }
-        T::Connect => {
-            need(1)?;
-            Packet::Connect { payload: body[0] }
-        }
+        T::SessionReply => Packet::SessionReply {
+            peer: peer(body),
+            msg: msg(&body[4..]),
+            rest: &body[7..],
+        },
+        T::Connect => Packet::Connect { payload: body[0] },
         T::ConnectAck => {
-            let Ok(fixed) =
-                <&[u8; CLOCK_BODY_LEN]>::try_from(&body[..body.len().min(CLOCK_BODY_LEN)])
-            else {
-                return Err(DecodeError::BodyTooShort {
-                    kind,
-                    len: body.len(),
-                    need: CLOCK_BODY_LEN,
-                    preview: HexPreview::of(packet),
-                });
+            let Ok(fixed) = <&[u8; CLOCK_BODY_LEN]>::try_from(&body[..CLOCK_BODY_LEN]) else {
+                return Err(too_short(CLOCK_BODY_LEN));
             };
             Packet::ConnectAck(ClockTime::from_body(fixed))
         }
         T::Heartbeat => Packet::Heartbeat,
         T::HeartbeatAck => Packet::HeartbeatAck,
     })
+}
+
+/// The shortest body each type's fixed fields need (a Hello also needs its auth code).
+fn min_body(ptype: PacketType) -> usize {
+    use PacketType as T;
+    match ptype {
+        T::AppLogin => 5,
+        T::InfoAck | T::StatusAck => 3,
+        T::Hello
+        | T::Info
+        | T::Data
+        | T::Status
+        | T::Notice
+        | T::Receipt
+        | T::SessionOpen
+        | T::SessionReply => 7,
+        T::Connect => 1,
+        T::ConnectAck => CLOCK_BODY_LEN,
+        T::AppLoginAck | T::HelloAck | T::SessionNotice | T::Heartbeat | T::HeartbeatAck => 0,
+    }
 }

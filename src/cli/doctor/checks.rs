@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use super::{Finding, Status};
 use crate::cli::probe::{self, ProbeError};
 use crate::config::{Config, MqttConfig};
+use crate::mqtt::client::MqttSettings;
 use crate::server::tls::{GENERATED_CERT_FILE, GENERATED_KEY_FILE};
 
 /// A certificate this close to expiry is worth a warning (devices ignore expiry today, but a
@@ -242,23 +243,10 @@ pub async fn mqtt(config: &MqttConfig, timeout: Duration) -> Finding {
     }
     let s = &config.settings;
     let broker = format!("{}:{}", s.host, s.port);
-    let mut options = MqttOptions::new(format!("{}-doctor", s.client_id), &s.host, s.port);
-    options.set_keep_alive(Duration::from_secs(5));
-    options.set_clean_session(true);
-    if let Some(user) = &s.username {
-        options.set_credentials(user, s.password.clone().unwrap_or_default());
-    }
-    if let Some(tls) = &s.tls {
-        match crate::mqtt::client::tls_configuration(tls) {
-            Ok(t) => {
-                options.set_transport(Transport::Tls(t));
-            }
-            Err(e) => {
-                return Finding::new(Status::Fail, check, e.to_string())
-                    .advice("check mqtt.ca_file, mqtt.client_cert and mqtt.client_key")
-            }
-        }
-    }
+    let options = match doctor_options(s) {
+        Ok(options) => options,
+        Err(finding) => return finding,
+    };
     let (client, mut eventloop) = AsyncClient::new(options, 4);
     let mut network = NetworkOptions::new();
     network.set_connection_timeout(timeout.as_secs().max(1));
@@ -273,55 +261,7 @@ pub async fn mqtt(config: &MqttConfig, timeout: Duration) -> Finding {
         }
     })
     .await;
-    let finding = match outcome {
-        Ok(Ok(())) => {
-            let who = s
-                .username
-                .as_deref()
-                .map_or_else(|| "anonymously".to_owned(), |user| format!("as {user:?}"));
-            Finding::new(
-                Status::Pass,
-                check,
-                format!("broker {broker} accepted a connection {who}"),
-            )
-        }
-        Ok(Err(ConnectionError::ConnectionRefused(
-            code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
-        ))) => {
-            let what = if s.username.is_some() {
-                "refused the user name or password"
-            } else {
-                "requires a login (none is configured)"
-            };
-            Finding::new(
-                Status::Fail,
-                check,
-                format!("broker {broker} {what} ({code:?})"),
-            )
-            .advice(
-                "set mqtt.username and mqtt.password (CYNC_MQTT__USERNAME, CYNC_MQTT__PASSWORD) \
-                 to a login the broker knows, e.g. a Home Assistant user for the Mosquitto add-on",
-            )
-        }
-        Ok(Err(ConnectionError::ConnectionRefused(code))) => Finding::new(
-            Status::Fail,
-            check,
-            format!("broker {broker} refused the connection ({code:?})"),
-        )
-        .advice("read the broker's log; check mqtt.client_id is not used by another client"),
-        Ok(Err(e)) => Finding::new(
-            Status::Fail,
-            check,
-            format!("cannot reach broker {broker}: {e}"),
-        )
-        .advice("is the broker running? check mqtt.url (mqtts:// for TLS ports)"),
-        Err(_) => Finding::new(
-            Status::Fail,
-            check,
-            format!("broker {broker} did not answer within {timeout:?}"),
-        )
-        .advice("check mqtt.url and that nothing drops traffic to it"),
-    };
+    let finding = judge_connect(outcome, s, &broker, timeout);
     // Say goodbye politely; the broker would otherwise log an unexpected disconnect.
     if finding.status == Status::Pass && client.try_disconnect().is_ok() {
         let _ = tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await;
@@ -381,6 +321,88 @@ fn gauge(exposition: &str, name: &str) -> Option<f64> {
             .parse()
             .ok()
     })
+}
+
+/// The client options `doctor` connects with: the configured ones under a client id of its own,
+/// so the running bridge is not kicked off the broker.
+fn doctor_options(s: &MqttSettings) -> Result<MqttOptions, Finding> {
+    let mut options = MqttOptions::new(format!("{}-doctor", s.client_id), &s.host, s.port);
+    options.set_keep_alive(Duration::from_secs(5));
+    options.set_clean_session(true);
+    if let Some(user) = &s.username {
+        options.set_credentials(user, s.password.clone().unwrap_or_default());
+    }
+    if let Some(tls) = &s.tls {
+        match crate::mqtt::client::tls_configuration(tls) {
+            Ok(t) => {
+                options.set_transport(Transport::Tls(t));
+            }
+            Err(e) => {
+                return Err(Finding::new(Status::Fail, "mqtt", e.to_string())
+                    .advice("check mqtt.ca_file, mqtt.client_cert and mqtt.client_key"))
+            }
+        }
+    }
+    Ok(options)
+}
+
+/// What the connection attempt says, in a finding with advice a user can act on.
+fn judge_connect(
+    outcome: Result<Result<(), ConnectionError>, tokio::time::error::Elapsed>,
+    s: &MqttSettings,
+    broker: &str,
+    timeout: Duration,
+) -> Finding {
+    let check = "mqtt";
+    match outcome {
+        Ok(Ok(())) => {
+            let who = s
+                .username
+                .as_deref()
+                .map_or_else(|| "anonymously".to_owned(), |user| format!("as {user:?}"));
+            Finding::new(
+                Status::Pass,
+                check,
+                format!("broker {broker} accepted a connection {who}"),
+            )
+        }
+        Ok(Err(ConnectionError::ConnectionRefused(
+            code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
+        ))) => {
+            let what = if s.username.is_some() {
+                "refused the user name or password"
+            } else {
+                "requires a login (none is configured)"
+            };
+            Finding::new(
+                Status::Fail,
+                check,
+                format!("broker {broker} {what} ({code:?})"),
+            )
+            .advice(
+                "set mqtt.username and mqtt.password (CYNC_MQTT__USERNAME, CYNC_MQTT__PASSWORD) \
+                 to a login the broker knows, e.g. a Home Assistant user for the Mosquitto add-on",
+            )
+        }
+        Ok(Err(ConnectionError::ConnectionRefused(code))) => Finding::new(
+            Status::Fail,
+            check,
+            format!("broker {broker} refused the connection ({code:?})"),
+        )
+        .advice("read the broker's log; check mqtt.client_id is not used by another client"),
+        Ok(Err(e)) => Finding::new(
+            Status::Fail,
+            check,
+            format!("cannot reach broker {broker}: {e}"),
+        )
+        .advice("is the broker running? check mqtt.url (mqtts:// for TLS ports)"),
+        Err(_) => Finding::new(
+            Status::Fail,
+            check,
+            format!("broker {broker} did not answer within {timeout:?}"),
+        )
+        .advice("check mqtt.url and that nothing drops traffic to it"),
+    }
 }
 
 #[cfg(test)]
