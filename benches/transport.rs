@@ -3,7 +3,7 @@
 //! closed loop (the next command after the previous outcome) for about 10 s.
 //!
 //! Prints commands/s and latency p50/p99/max (submitted → `success`, from
-//! `CommandReport.latency`). Target (issue 5): ≥ 1,000 commands/s with p99 < 2 ms on 2 cores.
+//! `CommandReport.latency`). Target: ≥ 1,000 commands/s with p99 < 2 ms on 2 cores.
 //!
 //! Run: `cargo bench --bench transport`
 

@@ -713,7 +713,7 @@ impl World {
         self.until_device(SWITCH, "off", |s| !s.on, |p| p["state"] == "OFF");
         self.until_ha("E2E Wall Switch", "off", is_state("off"));
 
-        // Fan: percentage, then a preset (speed travels as the brightness byte, §6.8).
+        // Fan: percentage, then a preset (speed travels as the brightness byte, `docs/protocol.md#fan-speed`).
         self.call(
             "fan",
             "set_percentage",

@@ -1,4 +1,4 @@
-//! Issue 5's "must be true when done" checks: the REAL bridge (listener, sessions, routes, state
+//! The reliable transport's acceptance checks: the REAL bridge (listener, sessions, routes, state
 //! store, transports) driven against the REAL simulator on loopback, fixed seeds.
 //!
 //! Time is real (sockets and TLS are real), so nothing asserts on how long a step took except

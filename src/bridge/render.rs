@@ -98,7 +98,7 @@ pub struct Attributes {
     pub firmware: Option<String>,
     /// Listed in the device file (`false`: only seen on the wire).
     pub listed: bool,
-    /// Signal strength is not reported by any captured packet (PROTOCOL.md): always `null`
+    /// Signal strength is not reported per device by any captured packet: always `null`
     /// until one is found, so dashboards do not show an invented number.
     pub signal: Option<i32>,
 }

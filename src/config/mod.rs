@@ -1,5 +1,5 @@
-//! One typed configuration tree for every subcommand (STYLE habit 19), loaded once and validated
-//! once.
+//! One typed configuration tree for every subcommand, loaded once and validated once, so no
+//! subcommand can read a setting differently from another.
 //!
 //! Layers, later ones winning: built-in defaults ([`RawConfig`]) → a TOML file (`--config`, default
 //! [`DEFAULT_CONFIG_FILE`], optional when not given explicitly) → environment variables `CYNC_…`
@@ -15,7 +15,7 @@
 //! value came from (file, environment variable or default); the binary exits with status 2 on
 //! one. Nothing downstream re-parses a config string.
 //!
-//! Adding a section (`[mqtt]`, `[devices]` in issue 6): a `Raw…` struct with its defaults in
+//! Adding a section: a `Raw…` struct with its defaults in
 //! `raw.rs`, a typed struct and a `validate_…` function here, a field on [`Config`], the section's
 //! name in [`SECTIONS`], and its keys documented in `config/cync-bridge.toml`.
 //!
@@ -76,7 +76,7 @@ pub const SECTIONS: &[&str] = &[
 pub struct Config {
     /// Directory for state kept between runs (the generated TLS certificate and key).
     pub data_dir: PathBuf,
-    /// Zone of the local time sent in 0xC8 (PROTOCOL.md §4.2).
+    /// Zone of the local time sent in 0xC8 (`docs/protocol.md#connect-and-time`).
     pub timezone: TimeZoneSetting,
     /// `[server]`.
     pub server: ServerSettings,

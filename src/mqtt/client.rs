@@ -1,5 +1,5 @@
 //! The broker connection: one task drives rumqttc's event loop and only routes what arrives;
-//! another forwards the outbox to the broker (STYLE habit 14). Nothing slow ever runs inside
+//! another forwards the outbox to the broker. Nothing slow ever runs inside
 //! the poll loop, so keep-alives flow even while the bridge is busy.
 //!
 //! Owns: the MQTT session, its last will (`<base>/bridge/state` = `offline`, retained), the

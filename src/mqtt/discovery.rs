@@ -1,4 +1,4 @@
-//! Home Assistant MQTT discovery payloads as serde types (STYLE habit 12): a shared base —
+//! Home Assistant MQTT discovery payloads as serde types, so a field name cannot be misspelt: a shared base —
 //! origin, device block, availability list, unique id — flattened into one struct per platform.
 //! One constructor builds the base, so every entity carries the same contract:
 //!

@@ -180,7 +180,7 @@ pub struct FanPayload {
 }
 
 impl FanPayload {
-    /// Snapshot of a fan controller; its speed is the brightness byte (PROTOCOL.md §6.8).
+    /// Snapshot of a fan controller; its speed is the brightness byte (`docs/protocol.md#fan-speed`).
     pub fn new(s: &LightState) -> Self {
         let level = if s.on { s.brightness.min(100) } else { 0 };
         FanPayload {

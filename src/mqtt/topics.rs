@@ -1,5 +1,5 @@
 //! Every MQTT topic the bridge publishes or subscribes to, built in one place and parsed by one
-//! function (STYLE habit 13). Scoped by the configured base topic and discovery prefix, and by a
+//! function, so a topic is spelt in one place. Scoped by the configured base topic and discovery prefix, and by a
 //! node id in discovery topics so stale-config cleanup can recognise this bridge's own configs
 //! (the prefix is shared with zigbee2mqtt and others, whose entities must never be touched).
 

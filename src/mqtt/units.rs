@@ -1,4 +1,4 @@
-//! Conversions between Home Assistant units and Cync units (PROTOCOL.md §6.3–§6.8), each a small
+//! Conversions between Home Assistant units and Cync units (`docs/protocol.md#brightness-and-colour`, `#fan-speed`), each a small
 //! total function so the edges are easy to test.
 //!
 //! - Brightness: HA discovery says `brightness_scale: 100`, so values pass through (clamped).
@@ -80,7 +80,7 @@ pub fn brightness_to_cync(brightness: u32) -> u8 {
     brightness.min(100) as u8
 }
 
-/// Named fan speeds and the brightness each one sends (PROTOCOL.md §6.8).
+/// Named fan speeds and the brightness each one sends (`docs/protocol.md#fan-speed`).
 pub const FAN_PRESETS: [(&str, u8); 4] = [("low", 25), ("medium", 50), ("high", 75), ("max", 100)];
 
 /// HA fan percentage → Cync level: 0 → 0, 1–25 → 25, 26–50 → 50, 51–75 → 75, above → 100.

@@ -21,6 +21,7 @@ mod ending;
 mod expect;
 pub mod legacy;
 pub mod outcome;
+mod policy;
 pub mod queue;
 pub mod reliable;
 pub mod service;

@@ -1,4 +1,4 @@
-//! The one way every command ends, shared by the whole bridge (issue 4): returned to the caller,
+//! The one way every command ends, shared by the whole bridge: returned to the caller,
 //! counted in `tcp_comm_command_total{transport,outcome}`, and logged with its correlation id.
 
 use std::fmt;

@@ -1,4 +1,4 @@
-//! A bounded per-device command queue that coalesces by attribute (issue 5): a newer command for
+//! A bounded per-device command queue that coalesces by attribute: a newer command for
 //! the same attribute replaces the queued older one in place, so a dragged brightness slider
 //! sends one command, not forty. When the queue is full the configured overflow policy decides.
 //!

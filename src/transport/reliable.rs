@@ -1,9 +1,9 @@
-//! Command delivery as a sans-I/O state machine (STYLE habit 6): the session tasks do the I/O;
-//! this decides what to send where, and when a command has ended. Every call takes `now`, so
-//! tests drive it with synthetic instants and no runtime.
+//! Command delivery as a sans-I/O state machine: the session tasks do the I/O; this decides what
+//! to send where, and when a command has ended. Every call takes `now`, so tests drive it with
+//! synthetic instants and no runtime, and the rollout controller can replay it.
 //!
-//! Policy (issue 5, numbers from PROTOCOL.md §10: device `f9` after 77–240 ms via the cloud,
-//! state report after ≈0.5 s, "use ≥ 1–2 s for f9, ~5 s overall"):
+//! Policy ([`Policy`]; timing from `docs/protocol.md#timing`: the device's `f9` after 14–240 ms,
+//! its state report 0.1–1 s after the command, so at least 1–2 s per attempt and ≈5 s overall):
 //! - one command in flight per device; newer commands for the same attribute supersede queued
 //!   older ones (a dragged slider sends one command, not forty);
 //! - success = the `f9` response matched by (session, tx) and the echoed op, from any attempt, or
@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::backoff::Backoff;
 use super::expect::{attribute, Attribute};
 use super::outcome::CommandOutcome;
-use super::queue::{CoalescingQueue, Overflow, Pushed};
+pub use super::policy::Policy;
+use super::queue::{CoalescingQueue, Pushed};
 use crate::protocol::{Command, MsgId, Seq, SeqAllocator};
 
 /// Transports use msg ids 0x0001–0x7FFF; a session's own requests use 0x8000–0xFFFF.
@@ -39,59 +39,6 @@ const ROUTE_POLL: Duration = Duration::from_millis(250);
 /// Identifies one submitted command for its whole life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CommandId(pub u64);
-
-/// How commands are delivered.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Policy {
-    /// Name used in metrics (`reliable` / `legacy`).
-    pub name: &'static str,
-    /// How long one attempt waits for confirmation.
-    pub attempt_timeout: Duration,
-    /// Retries after the first attempt (idempotent commands only).
-    pub max_retries: u32,
-    /// Delay before each retry.
-    pub backoff: Backoff,
-    /// Overall limit from submission to outcome.
-    pub deadline: Duration,
-    /// Supersede queued commands for the same attribute.
-    pub coalesce: bool,
-    /// Commands waiting per device behind the one in flight.
-    pub queue_capacity: usize,
-    /// What to do when that queue is full.
-    pub overflow: Overflow,
-}
-
-impl Policy {
-    /// The reliable path's defaults.
-    pub fn reliable() -> Self {
-        Policy {
-            name: "reliable",
-            attempt_timeout: Duration::from_millis(1500),
-            max_retries: 3,
-            backoff: Backoff {
-                base: Duration::from_millis(250),
-                cap: Duration::from_secs(5),
-                jitter: 0.2,
-            },
-            deadline: Duration::from_secs(10),
-            coalesce: true,
-            queue_capacity: 16,
-            overflow: Overflow::Reject,
-        }
-    }
-
-    /// Write once, wait for the device, never retry.
-    pub fn legacy() -> Self {
-        Policy {
-            name: "legacy",
-            max_retries: 0,
-            coalesce: false,
-            deadline: Duration::from_secs(5),
-            attempt_timeout: Duration::from_secs(5),
-            ..Policy::reliable()
-        }
-    }
-}
 
 /// Where the routes to a device come from (the registry, in the bridge).
 pub trait RouteSource<S, K> {

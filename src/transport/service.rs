@@ -2,7 +2,7 @@
 //! ([`super::reliable::Transport`]) and does its I/O — submitting attempts to sessions, feeding
 //! back what sessions report (sent, receipt, response, closed), confirmations from the state
 //! store, and time. Callers talk to it through a bounded queue and get a [`CommandReport`] back
-//! on a oneshot (STYLE habit 7).
+//! on a oneshot, so no caller ever touches the state machine or a session directly.
 //!
 //! Owns: the state machine, the shared sink every session reports into, and the waiters it
 //! registers with the state store. Must never: write to a socket itself, block on a session (a

@@ -1,5 +1,5 @@
 //! A minimal bridge-like server for tests: TLS from `server::tls`, framing and decoding from
-//! `protocol`, and the reply table of PROTOCOL.md §2.1 — nothing else. It records every packet
+//! `protocol`, and the reply table of `docs/protocol.md#packet-types` — nothing else. It records every packet
 //! each connection sends, in order and with the index of the TCP read it arrived in, and lets a
 //! test send commands or raw bytes on any connection.
 //!
@@ -35,7 +35,7 @@ pub struct ServerOptions {
     /// Answer 0xC3, 0x43, 0x83, 0xD3, and send a 0x7B for every device 0x73.
     pub acks: bool,
     /// After the 0x28, send 0xA3 (session id = device id) and a mesh-info request, as the
-    /// legacy server does (§9.2, without its delays).
+    /// legacy server does (`docs/protocol.md#session-open`, without its delays).
     pub open_session: bool,
 }
 
@@ -419,7 +419,7 @@ fn take_packets(
     replies
 }
 
-/// The reply table of PROTOCOL.md §2.1.
+/// The reply table of `docs/protocol.md#packet-types`.
 fn reply(packet: &Packet<'_>, conn: &Conn, options: &ServerOptions, out: &mut BytesMut) {
     match packet {
         Packet::Hello(h) => {

@@ -9,7 +9,7 @@
 //! failure instead of a fallback.
 //!
 //! Time: real processes on the real clock; short configured session delays and generous
-//! deadlines, never an assertion on how long something took (STYLE habit 16).
+//! deadlines, never an assertion on how long something took (these machines are noisy).
 #![allow(dead_code)] // each scenario uses a different part of this module
 
 pub mod docker;

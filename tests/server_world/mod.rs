@@ -1,9 +1,9 @@
 //! Shared world for the `server_*` integration tests: a real bridge (listener, sessions, routes,
 //! state store) on 127.0.0.1 port 0, and scripted devices that speak the protocol over the same
-//! device-shaped TLS as the simulator. Each test builds its own world (STYLE habit 17).
+//! device-shaped TLS as the simulator. Each test builds its own world, so tests share no state and run in parallel.
 //!
 //! Time: these tests drive real sockets, so they use the real clock with short configured delays
-//! and generous deadlines, and never assert on how long something took (habit 16).
+//! and generous deadlines, and never assert on how long something took.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::collections::VecDeque;
@@ -327,7 +327,7 @@ async fn answer_loop(
     answer: Answer,
     seen: mpsc::Sender<Command>,
 ) {
-    // The device's own msg counter (§3.2): every packet it sends gets a fresh value, as real
+    // The device's own msg counter (`docs/protocol.md#msg-id`): every packet it sends gets a fresh value, as real
     // devices do; a repeated one is a retransmission and the bridge may drop it.
     let mut counter: u16 = 0x100;
     while let Some(packet) = device.receive().await {
@@ -453,7 +453,7 @@ impl Reply {
     }
 }
 
-/// A 0x43 relay record: `reporter` heard `target` in `state` (PROTOCOL.md §7.3).
+/// A 0x43 relay record: `reporter` heard `target` in `state` (`docs/protocol.md#status-records`).
 pub fn relay_record(out: &mut BytesMut, id: PeerId, target: u16, reporter: u16, state: LightState) {
     let record = StatusRecord {
         index: 6,

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 
 use super::{Finding, Status};
 
-/// The names Cync devices look up for the cloud (PROTOCOL.md §1.1); firmware picks one.
+/// The names Cync devices look up for the cloud (`docs/protocol.md#transport-and-tls`); firmware picks one.
 pub const CLOUD_HOSTS: [&str; 3] = [
     "cm.gelighting.com",
     "cm-sec.gelighting.com",
