@@ -53,7 +53,7 @@ pub struct Job {
 /// What became of a job, for the event loop.
 #[derive(Debug)]
 pub struct Done {
-    /// The entity.
+    #[allow(missing_docs)]
     pub entity: EntityKey,
     /// The first outcome that was not a success, or success.
     pub outcome: CommandOutcome,

@@ -14,7 +14,6 @@ use super::common::ConfigArgs;
 use super::probe::{self, ProbeError};
 use crate::config::{self, ConfigFile};
 
-/// Healthy.
 const EXIT_HEALTHY: u8 = 0;
 /// Unhealthy, unreachable or misconfigured (Docker's "unhealthy").
 const EXIT_UNHEALTHY: u8 = 1;

@@ -25,7 +25,7 @@ use super::topics::Topics;
 /// One message to publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outgoing {
-    /// Topic.
+    #[allow(missing_docs)]
     pub topic: String,
     /// Payload bytes.
     pub payload: Bytes,
@@ -46,12 +46,8 @@ pub enum MqttEvent {
         reason: String,
     },
     /// A message on a subscribed topic.
-    Message {
-        /// Topic.
-        topic: String,
-        /// Payload.
-        payload: Bytes,
-    },
+    #[allow(missing_docs)]
+    Message { topic: String, payload: Bytes },
 }
 
 /// Broker TLS material (PEM files).
@@ -101,12 +97,11 @@ pub enum MqttConfigError {
     BadUrl(String),
     /// A TLS file could not be read or parsed.
     #[error("mqtt tls: {what} {path}: {reason}")]
+    #[allow(missing_docs)]
     Tls {
-        /// Which file.
+        /// `ca_file`, `client_cert` or `client_key`.
         what: &'static str,
-        /// Its path.
         path: String,
-        /// What went wrong.
         reason: String,
     },
 }

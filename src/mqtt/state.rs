@@ -45,13 +45,12 @@ impl<T: Serialize> Serialize for Field<T> {
     }
 }
 
-/// `ON` / `OFF`.
+/// Home Assistant's spelling of a power state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[allow(missing_docs)]
 pub enum OnOff {
-    /// On.
     #[serde(rename = "ON")]
     On,
-    /// Off.
     #[serde(rename = "OFF")]
     Off,
 }

@@ -82,7 +82,7 @@ pub enum ConfirmedBy {
 pub struct CommandReport {
     /// The device.
     pub key: DeviceKey,
-    /// The outcome.
+    #[allow(missing_docs)]
     pub outcome: CommandOutcome,
     /// From submission to outcome.
     pub latency: Duration,
