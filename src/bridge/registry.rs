@@ -338,7 +338,7 @@ impl Registry {
             })
     }
 
-    /// One entity.
+    /// Listed, wire-only or disabled alike; `None` for a key this bridge never had.
     pub fn get(&self, key: &EntityKey) -> Option<&Entity> {
         self.entities.get(key)
     }
