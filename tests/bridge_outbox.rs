@@ -39,6 +39,8 @@ struct FakeTransport {
     state: Arc<StateStore>,
     outcome: Mutex<CommandOutcome>,
     sent: Mutex<Vec<Command>>,
+    /// How long the "device" takes to answer (virtual time).
+    delay: Mutex<Duration>,
 }
 
 impl CommandTransport for FakeTransport {
@@ -53,17 +55,19 @@ impl CommandTransport for FakeTransport {
     ) -> PendingReport<'a> {
         self.sent.lock().unwrap().push(request.command);
         let outcome = *self.outcome.lock().unwrap();
-        if outcome == CommandOutcome::Success {
-            if let Some(expect) = Expectation::for_command(&request.command) {
-                let current = self.state.get(&request.key).unwrap_or_default();
-                self.state.apply(Report {
-                    key: request.key,
-                    state: expect.applied_to(current),
-                    source: ReportSource::CommandResponse,
-                });
-            }
-        }
+        let delay = *self.delay.lock().unwrap();
         Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            if outcome == CommandOutcome::Success {
+                if let Some(expect) = Expectation::for_command(&request.command) {
+                    let current = self.state.get(&request.key).unwrap_or_default();
+                    self.state.apply(Report {
+                        key: request.key,
+                        state: expect.applied_to(current),
+                        source: ReportSource::CommandResponse,
+                    });
+                }
+            }
             CommandReport {
                 key: request.key,
                 outcome,
@@ -116,6 +120,7 @@ fn start(dir: &std::path::Path) -> World {
         state: Arc::clone(&services.state),
         outcome: Mutex::new(CommandOutcome::Success),
         sent: Mutex::new(Vec::new()),
+        delay: Mutex::new(Duration::ZERO),
     });
     let (outbox_tx, published) = mpsc::channel(4096);
     let (events, events_rx) = mpsc::channel(64);
@@ -351,5 +356,54 @@ async fn a_light_command_becomes_power_then_level_and_one_state_publish() {
         .map(|v| (v["state"].clone(), v["brightness"].clone()))
         .collect();
     assert_eq!(shown, vec![(json!("ON"), json!(40))]);
+    world.shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_a_burst_of_commands_to_one_light_the_last_one_wins_and_none_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = start(dir.path());
+    world.report(LAMP, on(true));
+    world.connected().await;
+    // Each command takes the "device" 50 ms; twenty arrive within 20 ms of each other.
+    *world.transport.delay.lock().unwrap() = Duration::from_millis(50);
+    for level in 1..=20u8 {
+        world
+            .command(LAMP, &format!("{{\"brightness\":{}}}", level * 5))
+            .await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let published = world.drain().await;
+    let last: Value = serde_json::from_slice(&published.last().unwrap().1).unwrap();
+    assert_eq!(
+        last["brightness"], 100,
+        "the light ends at the last command"
+    );
+    let sent = world.transport.sent.lock().unwrap().clone();
+    assert_eq!(
+        sent.last(),
+        Some(&Command::Light {
+            target: LAMP,
+            brightness: Some(100),
+            color: None
+        })
+    );
+    assert!(
+        sent.len() < 20,
+        "waiting commands were superseded, not all sent: {sent:?}"
+    );
+    let counted = |result: &str| {
+        world
+            .services
+            .metrics
+            .sample_value(&format!(
+                "tcp_comm_mqtt_commands_total{{result=\"{result}\"}}"
+            ))
+            .unwrap_or(0.0)
+    };
+    assert_eq!(counted("accepted"), 20.0);
+    assert_eq!(counted("superseded"), (20 - sent.len()) as f64);
+    assert_eq!(counted("dropped"), 0.0);
     world.shutdown.cancel();
 }

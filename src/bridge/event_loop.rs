@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use super::publish::Publisher;
 use super::registry::{self, Entity, Registry};
 use super::render::{Attributes, BridgeInfo};
-use super::worker::{Dispatcher, Done, Job, Refused};
+use super::worker::{Dispatcher, Done, Job};
 use super::BridgeSettings;
 use crate::device::availability::Availability;
 use crate::device::{DeviceState, StateChange};
@@ -338,14 +338,12 @@ impl Runtime {
             correlation: new_correlation_id(),
         };
         tracing::debug!(topic, correlation_id = %job.correlation, "mqtt command accepted");
-        match self.workers.dispatch(job) {
-            Ok(()) => metrics.mqtt_command("accepted"),
-            Err(refused) => {
-                metrics.mqtt_command("dropped");
-                if refused == Refused::QueueFull {
-                    tracing::warn!(entity = %key, "too many commands queued for this device; dropped");
-                }
-                self.publish_state(key, true);
+        metrics.mqtt_command("accepted");
+        let superseded = self.workers.dispatch(job);
+        if superseded > 0 {
+            tracing::debug!(entity = %key, superseded, "newer command replaced waiting ones");
+            for _ in 0..superseded {
+                metrics.mqtt_command("superseded");
             }
         }
     }

@@ -18,6 +18,7 @@
 //!   `cleanup_delay`, so devices that are seen on the wire (not listed) have time to show up.
 
 mod event_loop;
+mod mailbox;
 mod publish;
 pub mod registry;
 pub mod render;

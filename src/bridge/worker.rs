@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+
+use super::mailbox::{Mailbox, Pushed};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,8 +25,8 @@ use crate::mqtt::topics::EntityKey;
 use crate::protocol::Command;
 use crate::transport::{CommandOutcome, CommandRequest, CommandTransport};
 
-/// Commands waiting per entity behind the one being carried out; more are refused (the caller
-/// republishes the confirmed state so HA shows the truth).
+/// Commands waiting per entity behind the one being carried out; beyond that the oldest waiting
+/// one is superseded, never the newest.
 pub const QUEUE: usize = 16;
 
 /// A worker with nothing to do for this long ends (the next command starts a new one).
@@ -78,19 +80,10 @@ pub struct WorkerContext {
     pub shutdown: CancellationToken,
 }
 
-/// Why a job was not taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// [`QUEUE`] commands are already waiting for this entity.
-    QueueFull,
-    /// The bridge is shutting down.
-    Stopped,
-}
-
 /// Hands jobs to their entity's worker, starting one when there is none (or it ended idle).
 #[derive(Debug)]
 pub struct Dispatcher {
-    workers: HashMap<EntityKey, mpsc::Sender<Job>>,
+    boxes: HashMap<EntityKey, Arc<Mailbox>>,
     ctx: Arc<WorkerContext>,
     tracker: TaskTracker,
 }
@@ -99,44 +92,46 @@ impl Dispatcher {
     #[allow(missing_docs)]
     pub fn new(ctx: Arc<WorkerContext>, tracker: TaskTracker) -> Self {
         Dispatcher {
-            workers: HashMap::new(),
+            boxes: HashMap::new(),
             ctx,
             tracker,
         }
     }
 
-    /// Queues `job` behind the entity's earlier commands without waiting.
-    pub fn dispatch(&mut self, job: Job) -> Result<(), Refused> {
+    /// Queues `job` behind the entity's earlier commands without waiting, superseding waiting
+    /// ones it makes pointless; returns how many it superseded.
+    pub fn dispatch(&mut self, job: Job) -> usize {
         let key = job.entity;
         let mut job = job;
-        // Twice at most: a worker that ended while idle is replaced once.
-        for _ in 0..2 {
-            let tx = self.workers.entry(key).or_insert_with(|| {
-                let (tx, rx) = mpsc::channel(QUEUE);
-                self.tracker.spawn(run(Arc::clone(&self.ctx), rx));
-                tx
+        loop {
+            let mailbox = self.boxes.entry(key).or_insert_with(|| {
+                let mailbox = Arc::new(Mailbox::new(QUEUE));
+                let ctx = Arc::clone(&self.ctx);
+                self.tracker.spawn(run(ctx, Arc::clone(&mailbox)));
+                mailbox
             });
-            match tx.try_send(job) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(_)) => return Err(Refused::QueueFull),
-                Err(mpsc::error::TrySendError::Closed(j)) => {
-                    self.workers.remove(&key);
-                    job = j;
+            match mailbox.push(job) {
+                Pushed::Queued { superseded } => return superseded,
+                // The worker ended while idle: a fresh box and worker take the job.
+                Pushed::Closed(j) => {
+                    self.boxes.remove(&key);
+                    job = *j;
                 }
             }
         }
-        Err(Refused::Stopped)
     }
 }
 
 /// Runs one entity's worker until it has been idle for a while or the bridge stops.
-pub async fn run(ctx: Arc<WorkerContext>, mut jobs: mpsc::Receiver<Job>) {
+async fn run(ctx: Arc<WorkerContext>, mailbox: Arc<Mailbox>) {
     loop {
         let job = tokio::select! {
-            () = ctx.shutdown.cancelled() => return,
-            // cancel-safe: `recv` loses nothing when another branch wins.
-            job = jobs.recv() => job,
-            () = tokio::time::sleep(IDLE) => None,
+            () = ctx.shutdown.cancelled() => {
+                mailbox.close();
+                return;
+            }
+            // cancel-safe: a job is only taken out of the box when `next` returns it.
+            job = mailbox.next(IDLE) => job,
         };
         let Some(job) = job else { return };
         let entity = job.entity;
