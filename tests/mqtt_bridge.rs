@@ -127,6 +127,8 @@ impl Observer {
         let id = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut opts = MqttOptions::new(format!("observer-{port}-{id}"), "127.0.0.1", port);
         opts.set_keep_alive(Duration::from_secs(5));
+        // Large enough for the oversized payloads some tests publish (rumqttc's default is 10 KiB).
+        opts.set_max_packet_size(4 << 20, 4 << 20);
         let (client, mut ev) = AsyncClient::new(opts, 256);
         client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -1090,5 +1092,58 @@ async fn a_wall_change_right_after_commands_is_never_lost() {
         "the wall change was undone: {states:?}"
     );
     assert!(w.sim.state(sim_key(SWITCH)).unwrap().on == marker.on);
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_retained_message_on_a_command_topic_never_disconnects_the_bridge() {
+    let Some(w) = World::start().await else {
+        return;
+    };
+    let junk = "x".repeat(20 * 1024);
+    let topic = format!("cync/{}/set", key(PLUG));
+    w.live
+        .client
+        .publish(&topic, QoS::AtLeastOnce, true, junk.into_bytes())
+        .await
+        .unwrap();
+    let invalid = r#"tcp_comm_mqtt_commands_total{result="invalid"}"#;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while w.bridge.metric(invalid) < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the 20 KB command was never read"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Still connected: a valid command goes through and the bridge never published `offline`.
+    let want = if w.sim.state(sim_key(PLUG)).unwrap().on {
+        "OFF"
+    } else {
+        "ON"
+    };
+    w.live.publish(&topic, want).await;
+    let expected = format!(r#"{{"state":"{want}"}}"#);
+    w.live
+        .wait(&format!("cync/{}", key(PLUG)), |s| s.payload == expected)
+        .await;
+    let states: Vec<String> = w
+        .live
+        .all()
+        .into_iter()
+        .filter(|s| s.topic == "cync/bridge/state")
+        .map(|s| s.payload)
+        .collect();
+    assert!(
+        !states.iter().any(|p| p == "offline"),
+        "bridge state flapped: {states:?}"
+    );
+    assert_eq!(w.bridge.metric(invalid), 1.0);
+    // Clear the retained junk so the broker's store is as the test found it.
+    w.live
+        .client
+        .publish(&topic, QoS::AtLeastOnce, true, Vec::new())
+        .await
+        .unwrap();
     w.finish().await;
 }

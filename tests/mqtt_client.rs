@@ -25,6 +25,7 @@ fn settings(port: u16) -> MqttSettings {
         keep_alive: Duration::from_secs(5),
         reconnect_min: Duration::from_millis(100),
         reconnect_max: Duration::from_millis(500),
+        max_payload: 1024 * 1024,
         outbox_capacity: 64,
         events_capacity: 64,
     }

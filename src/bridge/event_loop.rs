@@ -27,6 +27,10 @@ use crate::server::{RouteKind, Services};
 use crate::telemetry::new_correlation_id;
 use crate::transport::CommandOutcome;
 
+/// The largest command payload looked at: Home Assistant's biggest (a JSON light command with
+/// every field) is under 300 bytes, so anything past this is not a command, whatever it parses as.
+const MAX_COMMAND_PAYLOAD: usize = 4096;
+
 /// Work the event loop asks itself to do later.
 #[derive(Debug)]
 pub(super) enum Internal {
@@ -289,6 +293,16 @@ impl Runtime {
 
     fn on_command(&mut self, topic: &str, key: EntityKey, kind: CommandTopic, payload: &[u8]) {
         let metrics = self.services.metrics.clone();
+        if payload.len() > MAX_COMMAND_PAYLOAD {
+            metrics.mqtt_command("invalid");
+            tracing::warn!(
+                topic,
+                bytes = payload.len(),
+                limit = MAX_COMMAND_PAYLOAD,
+                "mqtt command too large for a command topic; ignored"
+            );
+            return;
+        }
         let Some(entity) = self.registry.get(&key) else {
             metrics.mqtt_command("unknown_entity");
             tracing::warn!(topic, "mqtt command for an unknown device; ignored");

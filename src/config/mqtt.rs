@@ -47,6 +47,7 @@ impl Check<'_> {
                 keep_alive,
                 reconnect_min,
                 reconnect_max: reconnect_max.max(reconnect_min),
+                max_payload: self.count("mqtt.max_payload", r.max_payload)?.get(),
                 outbox_capacity: OUTBOX_CAPACITY,
                 events_capacity: EVENTS_CAPACITY,
             },

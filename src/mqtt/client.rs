@@ -82,6 +82,9 @@ pub struct MqttSettings {
     pub reconnect_min: Duration,
     /// Largest reconnect delay.
     pub reconnect_max: Duration,
+    /// Largest payload read from the broker. rumqttc's own default (10 KiB) makes one oversized
+    /// retained message on a command topic drop the connection on every reconnect.
+    pub max_payload: usize,
     /// Outbox capacity: publishers wait when it is full (states are snapshots, so a burst only
     /// delays; nothing is lost).
     pub outbox_capacity: usize,
@@ -222,6 +225,9 @@ pub fn spawn(
     let mut options = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
     options.set_keep_alive(settings.keep_alive.max(Duration::from_secs(5)));
     options.set_clean_session(true);
+    // Room for the largest topic (65,535 bytes) and the fixed header on top of the payload.
+    let max_packet = settings.max_payload.saturating_add(65_540);
+    options.set_max_packet_size(max_packet, max_packet);
     options.set_last_will(LastWill::new(
         topics.bridge_state(),
         "offline",
