@@ -407,3 +407,28 @@ async fn in_a_burst_of_commands_to_one_light_the_last_one_wins_and_none_is_refus
     assert_eq!(counted("dropped"), 0.0);
     world.shutdown.cancel();
 }
+
+#[tokio::test(start_paused = true)]
+async fn after_a_start_no_device_is_published_unavailable_until_the_startup_grace_has_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = start(dir.path());
+    world.report(PLUG, on(true));
+    let first = world.connected().await;
+    let availability = world.topics.availability(key(PLUG));
+    // No relay has reconnected yet: Home Assistant keeps what it had, nothing is said.
+    assert!(!first.iter().any(|p| p.0 == availability), "{first:?}");
+    tokio::time::sleep(Duration::from_secs(80)).await;
+    assert!(!world.drain().await.iter().any(|p| p.0 == availability));
+    // The default start-up grace (90 s) is over and still no route: now it is unavailable.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let later = world.drain().await;
+    let offline = (availability, Bytes::from_static(b"offline"), true, 1);
+    assert_eq!(
+        later
+            .iter()
+            .filter(|p| p.0 == offline.0)
+            .collect::<Vec<_>>(),
+        vec![&offline]
+    );
+    world.shutdown.cancel();
+}

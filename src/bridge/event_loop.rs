@@ -82,7 +82,7 @@ impl Runtime {
         shutdown: CancellationToken,
     ) -> Self {
         Runtime {
-            availability: Availability::new(settings.availability),
+            availability: Availability::new(settings.availability, Instant::now().into_std()),
             settings,
             registry,
             services,
@@ -181,19 +181,26 @@ impl Runtime {
             return;
         };
         let available = if entity.is_group() {
-            self.registry
+            let members: Vec<Option<bool>> = self
+                .registry
                 .member_keys(entity)
                 .iter()
-                .any(|m| self.availability.is_available(m))
+                .map(|m| self.availability.state(m))
+                .collect();
+            group_availability(&members)
         } else {
             let wire = entity.wire_key();
             let online = self.services.state.get(&wire).is_some_and(|s| s.online);
             let reachable = self.services.routes.is_reachable(&wire);
             self.availability
                 .observe(key, online, reachable, now.into_std());
-            self.availability.is_available(&key)
+            self.availability.state(&key)
         };
-        self.out.availability(key, available);
+        // Undecided (just started, relays still reconnecting): publish nothing, so Home
+        // Assistant keeps the retained availability instead of flashing "unavailable".
+        if let Some(available) = available {
+            self.out.availability(key, available);
+        }
     }
 
     fn publish_attributes(&mut self, key: EntityKey) {
@@ -436,6 +443,18 @@ impl Runtime {
             tracing::info!(%component, %object_id, "removing a stale discovery config of this bridge");
             self.out.removal(&component, &object_id);
         }
+    }
+}
+
+/// A group is available when any member is, unavailable when every member is decided and none
+/// is, and undecided otherwise.
+pub(super) fn group_availability(members: &[Option<bool>]) -> Option<bool> {
+    if members.contains(&Some(true)) {
+        Some(true)
+    } else if members.iter().all(Option::is_some) {
+        Some(false)
+    } else {
+        None
     }
 }
 

@@ -20,6 +20,9 @@ pub struct DevicesSettings {
     pub offline_grace: Duration,
     /// A device no connected relay reaches for this long becomes unavailable.
     pub route_grace: Duration,
+    /// After start, how long a device not yet seen may lack a route before it is unavailable
+    /// (relays take a while to reconnect after a restart).
+    pub startup_grace: Duration,
     /// How long a group command waits for its members to confirm.
     pub group_confirm_timeout: Duration,
 }

@@ -44,6 +44,7 @@ impl Config {
             availability: AvailabilityPolicy {
                 offline_grace: self.devices.offline_grace,
                 route_grace: self.devices.route_grace,
+                startup_grace: self.devices.startup_grace,
             },
             command_timeout: self.transport.command_timeout,
             group_confirm_timeout: self.devices.group_confirm_timeout,

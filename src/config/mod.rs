@@ -439,6 +439,7 @@ impl Check<'_> {
             overrides: r.overrides.clone(),
             offline_grace: self.positive_duration("devices.offline_grace", &r.offline_grace)?,
             route_grace: self.positive_duration("devices.route_grace", &r.route_grace)?,
+            startup_grace: self.duration("devices.startup_grace", &r.startup_grace)?,
             group_confirm_timeout: self
                 .positive_duration("devices.group_confirm_timeout", &r.group_confirm_timeout)?,
         })

@@ -234,6 +234,7 @@ pub struct RawDevices {
     pub file: String,
     pub offline_grace: DurationText,
     pub route_grace: DurationText,
+    pub startup_grace: DurationText,
     pub group_confirm_timeout: DurationText,
     /// Native device list, same shape as the file's `homes` section.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -249,6 +250,7 @@ impl Default for RawDevices {
             file: String::new(),
             offline_grace: "10s".into(),
             route_grace: "10s".into(),
+            startup_grace: "90s".into(),
             group_confirm_timeout: "5s".into(),
             homes: Default::default(),
             overrides: Default::default(),

@@ -9,6 +9,13 @@
 //! `docs/protocol.md#timing`). Time-based rather than a count of offline reports because the state
 //! store emits changes, not repeats: a bulb that stays off produces one event.
 //!
+//! After a (re)start every relay has to reconnect, which can take a minute or more; until then
+//! a device nobody has seen yet is *undecided* ([`Availability::state`] is `None`), not
+//! unavailable, and only becomes unavailable once `startup_grace` has passed without a route to
+//! it. So a bridge restart does not flash every device "unavailable" in Home Assistant (which
+//! keeps showing the retained availability meanwhile). An explicit offline report still counts
+//! from the moment it arrives.
+//!
 //! Pure: time is an argument; changes are returned for the caller to publish.
 
 use std::collections::HashMap;
@@ -22,6 +29,9 @@ pub struct AvailabilityPolicy {
     pub offline_grace: Duration,
     /// How long a device may be without any route before it is marked unavailable.
     pub route_grace: Duration,
+    /// After start, how long a device that has not been seen may go without a route before it is
+    /// marked unavailable.
+    pub startup_grace: Duration,
 }
 
 impl Default for AvailabilityPolicy {
@@ -29,12 +39,15 @@ impl Default for AvailabilityPolicy {
         AvailabilityPolicy {
             offline_grace: Duration::from_secs(10),
             route_grace: Duration::from_secs(10),
+            startup_grace: Duration::from_secs(90),
         }
     }
 }
 
 #[derive(Clone, Debug)]
 struct Entry {
+    /// `false` until the first verdict (available, or a grace expired).
+    decided: bool,
     available: bool,
     offline_since: Option<Instant>,
     no_route_since: Option<Instant>,
@@ -44,21 +57,31 @@ struct Entry {
 #[derive(Debug)]
 pub struct Availability<K> {
     policy: AvailabilityPolicy,
+    started: Instant,
     entries: HashMap<K, Entry>,
 }
 
 impl<K: Copy + Eq + Hash> Availability<K> {
-    /// Knows no device: each one is unavailable until observed online and reachable.
-    pub fn new(policy: AvailabilityPolicy) -> Self {
+    /// Knows no device; `started` begins the start-up grace.
+    pub fn new(policy: AvailabilityPolicy, started: Instant) -> Self {
         Availability {
             policy,
+            started,
             entries: HashMap::new(),
         }
     }
 
-    /// Current availability (`false` for devices never observed).
+    /// Current availability (`false` for devices never observed or still undecided).
     pub fn is_available(&self, key: &K) -> bool {
         self.entries.get(key).is_some_and(|e| e.available)
+    }
+
+    /// `None` while undecided: never observed, or not yet seen and still in the start-up grace.
+    pub fn state(&self, key: &K) -> Option<bool> {
+        self.entries
+            .get(key)
+            .filter(|e| e.decided)
+            .map(|e| e.available)
     }
 
     /// One observation of `key`: its last reported online flag and whether any session reaches
@@ -66,6 +89,7 @@ impl<K: Copy + Eq + Hash> Availability<K> {
     pub fn observe(&mut self, key: K, online: bool, reachable: bool, now: Instant) -> Option<bool> {
         let policy = self.policy;
         let e = self.entries.entry(key).or_insert(Entry {
+            decided: false,
             available: false,
             offline_since: None,
             no_route_since: None,
@@ -83,21 +107,27 @@ impl<K: Copy + Eq + Hash> Availability<K> {
         let expired = |since: Option<Instant>, grace: Duration| {
             since.is_some_and(|t| now.saturating_duration_since(t) >= grace)
         };
+        // Not seen since start and no route yet: relays are still reconnecting, so there is no
+        // verdict until the start-up grace is over (a route reporting it offline is a verdict).
+        let in_startup = now.saturating_duration_since(self.started) < policy.startup_grace;
+        if !e.decided && in_startup && !reachable {
+            return None;
+        }
         let next = if online && reachable {
             true
         } else if expired(e.offline_since, policy.offline_grace)
             || expired(e.no_route_since, policy.route_grace)
         {
             false
+        } else if !e.decided {
+            return None;
         } else {
             e.available
         };
-        if next == e.available {
-            None
-        } else {
-            e.available = next;
-            Some(next)
-        }
+        let changed = !e.decided || next != e.available;
+        e.decided = true;
+        e.available = next;
+        changed.then_some(next)
     }
 
     /// Forgets a device (it was removed from the device list).
@@ -118,10 +148,14 @@ mod tests {
     const GRACE: Duration = Duration::from_secs(10);
 
     fn tracker() -> Availability<u16> {
-        Availability::new(AvailabilityPolicy {
-            offline_grace: GRACE,
-            route_grace: GRACE,
-        })
+        Availability::new(
+            AvailabilityPolicy {
+                offline_grace: GRACE,
+                route_grace: GRACE,
+                startup_grace: Duration::ZERO,
+            },
+            Instant::now(),
+        )
     }
 
     #[test]
@@ -159,10 +193,48 @@ mod tests {
     }
 
     #[test]
-    fn a_device_never_online_is_not_available() {
+    fn a_device_never_online_is_undecided_then_unavailable_after_the_grace() {
         let t0 = Instant::now();
         let mut a = tracker();
         assert_eq!(a.observe(7, false, true, t0), None);
         assert!(!a.is_available(&7));
+        assert_eq!(a.state(&7), None);
+        assert_eq!(a.observe(7, false, true, t0 + GRACE), Some(false));
+        assert_eq!(a.state(&7), Some(false));
+    }
+
+    #[test]
+    fn after_a_restart_an_unseen_device_stays_undecided_for_the_startup_grace() {
+        let t0 = Instant::now();
+        let startup = Duration::from_secs(90);
+        let policy = AvailabilityPolicy {
+            offline_grace: GRACE,
+            route_grace: GRACE,
+            startup_grace: startup,
+        };
+        let mut a = Availability::new(policy, t0);
+        // No route at all while relays reconnect: nothing to publish, not "unavailable".
+        for s in [0, 15, 60, 89] {
+            assert_eq!(
+                a.observe(1, false, false, t0 + Duration::from_secs(s)),
+                None
+            );
+            assert_eq!(a.state(&1), None);
+        }
+        assert_eq!(a.observe(1, false, false, t0 + startup), Some(false));
+        // A device whose relay came back is available at once, even during the grace.
+        assert_eq!(
+            a.observe(2, true, true, t0 + Duration::from_secs(30)),
+            Some(true)
+        );
+        // Once seen, losing the route is judged by the route grace again.
+        assert_eq!(
+            a.observe(2, true, false, t0 + Duration::from_secs(31)),
+            None
+        );
+        assert_eq!(
+            a.observe(2, true, false, t0 + Duration::from_secs(31) + GRACE),
+            Some(false)
+        );
     }
 }
