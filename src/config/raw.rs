@@ -214,7 +214,7 @@ impl Default for RawMqtt {
             client_cert: String::new(),
             client_key: String::new(),
             reconnect_min: "1s".into(),
-            reconnect_max: "60s".into(),
+            reconnect_max: "5s".into(),
             discovery_prefix: "homeassistant".to_owned(),
             base_topic: "cync".to_owned(),
             node_id: "cync_bridge".to_owned(),

@@ -266,6 +266,14 @@ pub fn spawn(
     Ok((Outbox { tx: out_tx }, ev_rx))
 }
 
+/// Doubling from `min`, capped at `max`, with ±20 % jitter so bridges that lost one broker do not
+/// reconnect in step.
+fn backoff_delay(min: Duration, max: Duration, failures: u32) -> Duration {
+    let exp = min.saturating_mul(1u32 << failures.min(16)).min(max);
+    let jitter = rand::thread_rng().gen_range(0.8..=1.2);
+    exp.mul_f64(jitter).min(max)
+}
+
 struct PollLoop {
     client: AsyncClient,
     topics: Topics,
@@ -339,9 +347,7 @@ impl PollLoop {
 
     fn delay(&self, failures: u32) -> Duration {
         let (min, max) = self.backoff;
-        let exp = min.saturating_mul(1u32 << failures.min(16)).min(max);
-        let jitter = rand::thread_rng().gen_range(0.8..=1.2);
-        exp.mul_f64(jitter).min(max)
+        backoff_delay(min, max, failures)
     }
 }
 
@@ -380,6 +386,20 @@ async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_the_default_backoff_no_reconnect_wait_exceeds_five_seconds() {
+        let (min, max) = (Duration::from_secs(1), Duration::from_secs(5));
+        for failures in 0..40 {
+            let d = backoff_delay(min, max, failures);
+            assert!(d <= max, "{failures} failures: {d:?}");
+            assert!(d >= min.mul_f64(0.8), "{failures} failures: {d:?}");
+        }
+        assert!(
+            backoff_delay(min, max, 30) >= max.mul_f64(0.8),
+            "reaches the cap"
+        );
+    }
 
     #[test]
     fn broker_urls_parse_with_defaults() {
