@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::units::{
     brightness_to_cync, fan_percentage_to_level, fan_preset_to_level, hs_to_rgb, ColorTempUnit,
+    CYNC_MAX_KELVIN, CYNC_MIN_KELVIN,
 };
 use crate::device::catalog::{effect_by_name, effect_name, Capabilities, DeviceClass};
 use crate::protocol::{Command, LightColor};
@@ -117,6 +118,15 @@ pub enum CommandError {
     /// Nothing to do.
     #[error("command has no state, brightness, colour or effect")]
     Empty,
+    /// A number outside the field's range (or not finite).
+    #[error("{field} {value} is outside {min}–{max}")]
+    #[allow(missing_docs)]
+    OutOfRange {
+        field: &'static str,
+        value: f64,
+        min: f64,
+        max: f64,
+    },
 }
 
 /// HA's JSON light command (https://www.home-assistant.io/integrations/light.mqtt/#json-schema).
@@ -148,17 +158,35 @@ pub struct ColorRequest {
     s: Option<f64>,
 }
 
-fn channel(v: f64) -> u8 {
-    v.round().clamp(0.0, 255.0) as u8
+/// The one rule for numbers in a command: finite and inside the range Home Assistant's own schema
+/// gives the field, or the whole command is refused (nothing is sent). Clamping would turn a typo
+/// such as `-5` or `1e9` into a real change of the light; refusing says what was wrong.
+fn in_range(field: &'static str, value: f64, min: f64, max: f64) -> Result<f64, CommandError> {
+    if value.is_finite() && (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(CommandError::OutOfRange {
+            field,
+            value,
+            min,
+            max,
+        })
+    }
 }
 
 impl ColorRequest {
-    fn rgb(&self) -> Option<[u8; 3]> {
-        match (self.r, self.g, self.b, self.h, self.s) {
-            (Some(r), Some(g), Some(b), _, _) => Some([channel(r), channel(g), channel(b)]),
-            (_, _, _, Some(h), Some(s)) => Some(hs_to_rgb(h, s)),
+    fn rgb(&self) -> Result<Option<[u8; 3]>, CommandError> {
+        let channel = |name, v| in_range(name, v, 0.0, 255.0).map(|v| v.round() as u8);
+        Ok(match (self.r, self.g, self.b, self.h, self.s) {
+            (Some(r), Some(g), Some(b), _, _) => {
+                Some([channel("r", r)?, channel("g", g)?, channel("b", b)?])
+            }
+            (_, _, _, Some(h), Some(s)) => Some(hs_to_rgb(
+                in_range("h", h, 0.0, 360.0)?,
+                in_range("s", s, 0.0, 100.0)?,
+            )),
             _ => None,
-        }
+        })
     }
 }
 
@@ -187,9 +215,7 @@ pub fn light_commands(
     }
     let mut rest = Vec::new();
     if let Some(b) = req.brightness {
-        if !b.is_finite() || b < 0.0 {
-            return Err(CommandError::Malformed(format!("brightness {b}")));
-        }
+        let b = in_range("brightness", b, 0.0, 100.0)?;
         if !caps.brightness {
             return Err(CommandError::Unsupported("brightness"));
         }
@@ -204,6 +230,8 @@ pub fn light_commands(
         if !caps.color_temp {
             return Err(CommandError::Unsupported("colour temperature"));
         }
+        let (min, max) = unit.range(CYNC_MIN_KELVIN, CYNC_MAX_KELVIN);
+        let k = in_range("color_temp", k, f64::from(min), f64::from(max))?;
         let temp = unit
             .to_cync(k)
             .ok_or_else(|| CommandError::Malformed(format!("color_temp {k}")))?;
@@ -214,7 +242,7 @@ pub fn light_commands(
             return Err(CommandError::Unsupported("colour"));
         }
         let rgb = color
-            .rgb()
+            .rgb()?
             .ok_or_else(|| CommandError::Malformed("color needs r, g, b (or h, s)".into()))?;
         rest.push(light(target, None, Some(LightColor::Rgb(rgb))));
     }
@@ -276,9 +304,7 @@ pub fn parse_fan_percentage(payload: &[u8]) -> Result<u8, CommandError> {
     let value: f64 = text
         .parse()
         .map_err(|_| CommandError::Malformed(format!("percentage {text:?}")))?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(CommandError::Malformed(format!("percentage {text:?}")));
-    }
+    let value = in_range("percentage", value, 0.0, 100.0)?;
     Ok(fan_percentage_to_level(value.round() as u32))
 }
 
@@ -403,7 +429,7 @@ mod tests {
             Ok(vec![OFF])
         );
         assert_eq!(
-            cmds(r#"{"state":"ON","brightness":255}"#, 137, Some(true)),
+            cmds(r#"{"state":"ON","brightness":100}"#, 137, Some(true)),
             Ok(vec![lvl(100)])
         );
         assert_eq!(
@@ -449,9 +475,37 @@ mod tests {
             cmds(r#"{"state":"MAYBE"}"#, 137, None),
             Err(CommandError::UnknownState(_))
         ));
+        // One rule for numbers: outside the field's range is refused, never clamped.
+        for out_of_range in [
+            r#"{"brightness":-4}"#,
+            r#"{"brightness":255}"#,
+            r#"{"brightness":1e9}"#,
+            r#"{"color_temp":1000}"#,
+            r#"{"color_temp":1e9}"#,
+            r#"{"color":{"r":300,"g":0,"b":0}}"#,
+            r#"{"color":{"r":-1,"g":0,"b":0}}"#,
+            r#"{"color":{"h":400,"s":50}}"#,
+        ] {
+            assert!(
+                matches!(
+                    cmds(out_of_range, 137, None),
+                    Err(CommandError::OutOfRange { .. })
+                ),
+                "{out_of_range}"
+            );
+        }
+        for percentage in ["-5", "101", "1e9", "NaN", "inf"] {
+            assert!(
+                matches!(
+                    parse_fan_percentage(percentage.as_bytes()),
+                    Err(CommandError::OutOfRange { .. } | CommandError::Malformed(_))
+                ),
+                "{percentage}"
+            );
+        }
         assert!(matches!(
-            cmds(r#"{"brightness":-4}"#, 137, None),
-            Err(CommandError::Malformed(_))
+            parse_fan_percentage(b"101"),
+            Err(CommandError::OutOfRange { .. })
         ));
         assert_eq!(
             cmds(r#"{"color_temp":3000}"#, 148, None),
