@@ -314,6 +314,7 @@ impl Check<'_> {
             listen: self.addr("server.listen", &r.listen)?,
             handshake_timeout: self
                 .positive_duration("server.handshake_timeout", &r.handshake_timeout)?,
+            hello_timeout: self.positive_duration("server.hello_timeout", &r.hello_timeout)?,
             max_connections: self.count("server.max_connections", r.max_connections)?,
             over_limit_hold: self.duration("server.over_limit_hold", &r.over_limit_hold)?,
             max_held_connections: self

@@ -58,6 +58,7 @@ impl Default for RawConfig {
 pub struct RawServer {
     pub listen: String,
     pub handshake_timeout: DurationText,
+    pub hello_timeout: DurationText,
     pub max_connections: u64,
     pub over_limit_hold: DurationText,
     pub max_held_connections: u64,
@@ -78,6 +79,7 @@ impl Default for RawServer {
         RawServer {
             listen: "0.0.0.0:23779".to_owned(),
             handshake_timeout: "10s".into(),
+            hello_timeout: "10s".into(),
             max_connections: 256,
             over_limit_hold: "15s".into(),
             max_held_connections: 64,

@@ -17,6 +17,8 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Deadline for a connecting device to finish the TLS handshake.
     pub handshake_timeout: Duration,
+    /// Deadline for the device's hello (0x23) once TLS is up; real devices send it at once.
+    pub hello_timeout: Duration,
     /// Device sessions served at once.
     pub max_connections: NonZeroUsize,
     /// How long a connection over the limit (or from a source that is not allowed) is held open

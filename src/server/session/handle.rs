@@ -120,6 +120,9 @@ pub enum CloseReason {
     DeviceNotAllowed,
     /// Closed on request through [`SessionHandle::close`].
     Requested,
+    /// TLS was set up but no hello (0x23) followed within `server.hello_timeout`: not a device,
+    /// or a client holding a slot.
+    NoHello,
 }
 
 impl CloseReason {
@@ -136,6 +139,7 @@ impl CloseReason {
             CloseReason::AppLogin => "app_login_refused",
             CloseReason::DeviceNotAllowed => "device_not_allowed",
             CloseReason::Requested => "requested",
+            CloseReason::NoHello => "no_hello",
         }
     }
 
@@ -152,6 +156,7 @@ impl CloseReason {
             AppLogin,
             DeviceNotAllowed,
             Requested,
+            NoHello,
         ]
         .into_iter()
         .find(|r| *r as u8 == value)

@@ -136,6 +136,7 @@ impl Session {
 
     fn on_hello(&mut self, hello: &Hello<'_>) -> &'static str {
         let device = hello.device_id;
+        self.timers.hello_by = None;
         let allowed = &self.ctx.config.allow_device_ids;
         if !allowed.is_empty() && !allowed.contains(&device) {
             tracing::warn!(device = %device, "device not in server.allow_device_ids; holding, then closing");

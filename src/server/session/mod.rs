@@ -138,6 +138,8 @@ struct Session {
 struct Timers {
     /// Last time anything was read.
     last_read: Instant,
+    /// A device must have said hello by then; cleared by the hello.
+    hello_by: Option<Instant>,
     /// When to send the 0xA3.
     open_at: Option<Instant>,
     /// When to send the mesh-info request.
@@ -157,6 +159,7 @@ impl Session {
         close: Arc<CloseSignal>,
     ) -> Self {
         let inflight = Inflight::new(ctx.config.max_inflight.get());
+        let hello_by = Instant::now() + ctx.config.hello_timeout;
         // Random starting counters make a receipt from an earlier connection unlikely to match a
         // new command (docs/protocol.md#msg-id: devices do not reset their counters either). The
         // session's msg ids and tx values start in the upper half of 16 bits, clear of a transport
@@ -186,6 +189,7 @@ impl Session {
             stop: None,
             timers: Timers {
                 last_read: Instant::now(),
+                hello_by: Some(hello_by),
                 open_at: None,
                 mesh_info_at: None,
                 write_stalled_since: None,
@@ -253,6 +257,7 @@ impl Session {
         let cfg = &self.ctx.config;
         let mut next = self.timers.last_read + cfg.idle_timeout;
         let candidates = [
+            self.timers.hello_by,
             self.timers.open_at,
             self.timers.mesh_info_at,
             self.timers
@@ -270,6 +275,10 @@ impl Session {
         let cfg = Arc::clone(&self.ctx.config);
         if now >= self.timers.last_read + cfg.idle_timeout {
             self.stop = Some(CloseReason::IdleTimeout);
+            return;
+        }
+        if self.timers.hello_by.is_some_and(|t| now >= t) {
+            self.stop = Some(CloseReason::NoHello);
             return;
         }
         if self

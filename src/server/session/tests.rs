@@ -23,6 +23,7 @@ fn settings() -> ServerSettings {
     ServerSettings {
         listen: "0.0.0.0:23779".parse().unwrap(),
         handshake_timeout: Duration::from_secs(10),
+        hello_timeout: Duration::from_secs(10),
         max_connections: n(256),
         over_limit_hold: Duration::from_secs(15),
         max_held_connections: n(64),
@@ -137,4 +138,21 @@ async fn a_heartbeat_keeps_the_session_open() {
     }
     assert_eq!(answers, 5, "every heartbeat answered");
     assert_eq!(start.elapsed(), Duration::from_secs(5 * 60 + 65));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_never_says_hello_is_closed_after_the_hello_timeout() {
+    let ctx = context();
+    let mut device = start(&ctx);
+    let mut buf = BytesMut::new();
+    let connected = Instant::now();
+    // Silent: the bridge sends nothing before a hello, and hangs up at the hello deadline,
+    // long before the 65 s idle timeout.
+    assert_eq!(next_packet(&mut device, &mut buf).await, None);
+    assert_eq!(connected.elapsed(), Duration::from_secs(10));
+    assert_eq!(
+        ctx.metrics
+            .sample_value("tcp_comm_sessions_closed_total{reason=\"no_hello\"}"),
+        Some(1.0)
+    );
 }
