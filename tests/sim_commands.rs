@@ -12,15 +12,15 @@ use cync_bridge::protocol::{
     decode, Command, FrameContent, FrameDir, LightColor, LightState, MsgId, Packet, Seq,
 };
 use cync_bridge::sim::{
-    CounterPolicy, DeviceKey, FrameStuffing, HomeBuilder, HomeSpec, LinkState, SimConfig,
-    SimHandle, Simulator,
+    CounterPolicy, FrameStuffing, HomeBuilder, LinkState, SimConfig, SimDeviceKey, SimHandle,
+    SimHome, Simulator,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Relays 1 and 2 (Wi-Fi) both reach Bluetooth-only 10 and 11; 3 is a Wi-Fi plug nobody
 /// relays; group 0x8001 = {1, 3, 10}.
-fn home() -> HomeSpec {
+fn home() -> SimHome {
     HomeBuilder::new("cmds", 11)
         .wifi(1, 137)
         .wifi(2, 129)
@@ -34,8 +34,8 @@ fn home() -> HomeSpec {
         .unwrap()
 }
 
-fn key(mesh_id: u16) -> DeviceKey {
-    DeviceKey { home: 0, mesh_id }
+fn key(mesh_id: u16) -> SimDeviceKey {
+    SimDeviceKey { home: 0, mesh_id }
 }
 
 async fn start(config: SimConfig) -> (TestServer, SimHandle) {

@@ -14,14 +14,14 @@ use cync_bridge::capture::{parse_socat, parse_text, Direction};
 use cync_bridge::protocol::content::{FirmwareKind, InfoContent, SELF_RECORD_INDEX};
 use cync_bridge::protocol::{decode, FrameContent, Framer, Packet};
 use cync_bridge::sim::{
-    ConnectProfile, DeviceKey, HomeBuilder, HomeSpec, LinkState, SimConfig, Simulator,
+    ConnectProfile, HomeBuilder, LinkState, SimConfig, SimDeviceKey, SimHome, Simulator,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
 
 /// One Wi-Fi device per connect profile, a relay for 14 Bluetooth-only devices (more than one
 /// mesh-info frame holds), and a group.
-fn home() -> HomeSpec {
+fn home() -> SimHome {
     let bt: Vec<u16> = (10..24).collect();
     let mut b = HomeBuilder::new("profiles", 3)
         .wifi_with(1, 137, ConnectProfile::Quiet)
@@ -271,7 +271,7 @@ async fn a_dropped_connection_is_reestablished_after_the_backoff() {
         gap >= Duration::from_millis(2600) && gap < Duration::from_millis(2700),
         "{gap:?}"
     );
-    let key = DeviceKey {
+    let key = SimDeviceKey {
         home: 0,
         mesh_id: 1,
     };

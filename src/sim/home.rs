@@ -36,7 +36,7 @@ pub fn is_valid_mesh_id(id: u16) -> bool {
 
 /// The Wi-Fi side of a device that holds its own TLS session with the bridge.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WifiSpec {
+pub struct SimWifi {
     /// Its own id (sent in the 0x23, used in every 0x43/0x83). May contain 0x7E, like real ids.
     pub device_id: PeerId,
     /// 16 lower-case hex characters, like the real ones (`1e07d…`). A secret on real devices.
@@ -52,7 +52,7 @@ pub struct WifiSpec {
 
 /// One device of the mesh.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeviceSpec {
+pub struct SimDevice {
     /// Mesh id, see [`is_valid_mesh_id`].
     pub mesh_id: u16,
     /// Model type id from the catalog (PROTOCOL.md §8).
@@ -60,12 +60,12 @@ pub struct DeviceSpec {
     /// State at start-up.
     pub initial: LightState,
     /// `Some` for a device with its own Wi-Fi session, `None` for a Bluetooth-only device.
-    pub wifi: Option<WifiSpec>,
+    pub wifi: Option<SimWifi>,
 }
 
 /// A Cync group: a command to its id changes every member.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupSpec {
+pub struct SimGroup {
     /// Group id (≥ 0x8000).
     pub id: u16,
     /// Member mesh ids.
@@ -74,13 +74,13 @@ pub struct GroupSpec {
 
 /// One home (one Bluetooth mesh).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HomeSpec {
+pub struct SimHome {
     /// A name for logs.
     pub name: String,
     /// Devices in mesh-id order.
-    pub devices: Vec<DeviceSpec>,
+    pub devices: Vec<SimDevice>,
     /// Groups.
-    pub groups: Vec<GroupSpec>,
+    pub groups: Vec<SimGroup>,
 }
 
 /// Why a home description was refused.
@@ -129,19 +129,19 @@ pub enum HomeError {
     Generate(String),
 }
 
-impl HomeSpec {
+impl SimHome {
     /// The device with this mesh id.
-    pub fn device(&self, mesh_id: u16) -> Option<&DeviceSpec> {
+    pub fn device(&self, mesh_id: u16) -> Option<&SimDevice> {
         self.devices.iter().find(|d| d.mesh_id == mesh_id)
     }
 
     /// The group with this id.
-    pub fn group(&self, id: u16) -> Option<&GroupSpec> {
+    pub fn group(&self, id: u16) -> Option<&SimGroup> {
         self.groups.iter().find(|g| g.id == id)
     }
 
     /// Wi-Fi devices, in mesh-id order.
-    pub fn wifi_devices(&self) -> impl Iterator<Item = (&DeviceSpec, &WifiSpec)> {
+    pub fn wifi_devices(&self) -> impl Iterator<Item = (&SimDevice, &SimWifi)> {
         self.devices
             .iter()
             .filter_map(|d| d.wifi.as_ref().map(|w| (d, w)))
@@ -200,7 +200,7 @@ impl HomeSpec {
 /// the seed; connect profiles default to [`ConnectProfile::Quiet`].
 #[derive(Debug)]
 pub struct HomeBuilder {
-    home: HomeSpec,
+    home: SimHome,
     rng: StdRng,
 }
 
@@ -208,7 +208,7 @@ impl HomeBuilder {
     /// An empty home; `seed` decides device ids and auth codes.
     pub fn new(name: impl Into<String>, seed: u64) -> Self {
         HomeBuilder {
-            home: HomeSpec {
+            home: SimHome {
                 name: name.into(),
                 devices: Vec::new(),
                 groups: Vec::new(),
@@ -225,7 +225,7 @@ impl HomeBuilder {
     /// A Wi-Fi device with a chosen connect profile.
     pub fn wifi_with(mut self, mesh_id: u16, type_id: u16, profile: ConnectProfile) -> Self {
         let wifi = wifi_identity(&mut self.rng, profile);
-        self.home.devices.push(DeviceSpec {
+        self.home.devices.push(SimDevice {
             mesh_id,
             type_id,
             initial: default_state(type_id),
@@ -236,7 +236,7 @@ impl HomeBuilder {
 
     /// A Bluetooth-only device (reachable only through relays).
     pub fn bluetooth(mut self, mesh_id: u16, type_id: u16) -> Self {
-        self.home.devices.push(DeviceSpec {
+        self.home.devices.push(SimDevice {
             mesh_id,
             type_id,
             initial: default_state(type_id),
@@ -255,7 +255,7 @@ impl HomeBuilder {
             .and_then(|d| d.wifi.as_mut())
         {
             Some(w) => w.reach.extend_from_slice(ids),
-            None => self.home.groups.push(GroupSpec {
+            None => self.home.groups.push(SimGroup {
                 // Recorded as an impossible group so that `build` names the mistake.
                 id: 0,
                 members: vec![relay],
@@ -266,7 +266,7 @@ impl HomeBuilder {
 
     /// A Cync group.
     pub fn group(mut self, id: u16, members: &[u16]) -> Self {
-        self.home.groups.push(GroupSpec {
+        self.home.groups.push(SimGroup {
             id,
             members: members.to_vec(),
         });
@@ -282,7 +282,7 @@ impl HomeBuilder {
     }
 
     /// The home, validated.
-    pub fn build(mut self) -> Result<HomeSpec, HomeError> {
+    pub fn build(mut self) -> Result<SimHome, HomeError> {
         self.home.devices.sort_by_key(|d| d.mesh_id);
         self.home.validate()?;
         Ok(self.home)
@@ -290,11 +290,11 @@ impl HomeBuilder {
 }
 
 /// A fresh Wi-Fi identity: random device id, auth code like the real ones, firmware 1.1.158.
-fn wifi_identity(rng: &mut StdRng, profile: ConnectProfile) -> WifiSpec {
+fn wifi_identity(rng: &mut StdRng, profile: ConnectProfile) -> SimWifi {
     let auth: String = (0..11)
         .map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)]))
         .collect();
-    WifiSpec {
+    SimWifi {
         device_id: PeerId(rng.gen()),
         auth_code: format!("1e07d{auth}"),
         firmware: "11158".to_owned(),
@@ -351,7 +351,7 @@ const WIFI_TYPES: [u16; 8] = [137, 129, 55, 39, 68, 81, 146, 135];
 const BT_TYPES: [u16; 5] = [21, 26, 22, 5, 113];
 
 /// Generates homes from a seed. The same seed and parameters always give the same homes.
-pub fn generate(params: &GenerateParams, seed: u64) -> Result<Vec<HomeSpec>, HomeError> {
+pub fn generate(params: &GenerateParams, seed: u64) -> Result<Vec<SimHome>, HomeError> {
     let per_wifi = 1 + params.mesh_per_device;
     // Homes hold whole Wi-Fi devices with their Bluetooth-only devices, so the minimum count is
     // by Wi-Fi devices per home, not by total devices (1,000 × 11 needs 46 homes of ≤ 22, not 45).
@@ -383,7 +383,7 @@ pub fn generate(params: &GenerateParams, seed: u64) -> Result<Vec<HomeSpec>, Hom
     Ok(out)
 }
 
-fn generate_home(h: usize, wifi: usize, params: &GenerateParams, rng: &mut StdRng) -> HomeSpec {
+fn generate_home(h: usize, wifi: usize, params: &GenerateParams, rng: &mut StdRng) -> SimHome {
     let mut ids = (1..=MAX_MESH_ID).filter(|id| is_valid_mesh_id(*id));
     let mut devices = Vec::new();
     let mut relay_ids = Vec::new();
@@ -395,7 +395,7 @@ fn generate_home(h: usize, wifi: usize, params: &GenerateParams, rng: &mut StdRn
         let mut identity = wifi_identity(rng, profile);
         identity.firmware = format!("1{}{:03}", rng.gen_range(0..2), rng.gen_range(0..400));
         relay_ids.push(mesh_id);
-        devices.push(DeviceSpec {
+        devices.push(SimDevice {
             mesh_id,
             type_id,
             initial: random_state(type_id, rng),
@@ -408,7 +408,7 @@ fn generate_home(h: usize, wifi: usize, params: &GenerateParams, rng: &mut StdRn
             let Some(mesh_id) = ids.next() else { break };
             let type_id = BT_TYPES[(r + k) % BT_TYPES.len()];
             list.push(mesh_id);
-            devices.push(DeviceSpec {
+            devices.push(SimDevice {
                 mesh_id,
                 type_id,
                 initial: random_state(type_id, rng),
@@ -424,7 +424,7 @@ fn generate_home(h: usize, wifi: usize, params: &GenerateParams, rng: &mut StdRn
     );
     let groups = random_groups(&devices, params.groups_per_home, rng);
     devices.sort_by_key(|d| d.mesh_id);
-    HomeSpec {
+    SimHome {
         name: format!("home-{h}"),
         devices,
         groups,
@@ -433,7 +433,7 @@ fn generate_home(h: usize, wifi: usize, params: &GenerateParams, rng: &mut StdRn
 
 /// Each Bluetooth-only device is relayed by its own Wi-Fi device and by the next
 /// `redundancy - 1` ones (wrapping), so several bridges reach the same mesh ids.
-fn assign_reach(devices: &mut [DeviceSpec], relays: &[u16], bt: &[Vec<u16>], redundancy: usize) {
+fn assign_reach(devices: &mut [SimDevice], relays: &[u16], bt: &[Vec<u16>], redundancy: usize) {
     let n = relays.len();
     for (r, list) in bt.iter().enumerate() {
         for extra in 0..redundancy.clamp(1, n.max(1)) {
@@ -451,7 +451,7 @@ fn assign_reach(devices: &mut [DeviceSpec], relays: &[u16], bt: &[Vec<u16>], red
 
 /// Groups of up to 16 devices, each device joining a group with probability 0.3 (at least one
 /// member per group).
-fn random_groups(devices: &[DeviceSpec], count: usize, rng: &mut StdRng) -> Vec<GroupSpec> {
+fn random_groups(devices: &[SimDevice], count: usize, rng: &mut StdRng) -> Vec<SimGroup> {
     let all: Vec<u16> = devices.iter().map(|d| d.mesh_id).collect();
     (0..count)
         .map(|g| {
@@ -464,7 +464,7 @@ fn random_groups(devices: &[DeviceSpec], count: usize, rng: &mut StdRng) -> Vec<
             if members.is_empty() {
                 members.extend(all.first());
             }
-            GroupSpec {
+            SimGroup {
                 id: FIRST_GROUP_ID + g as u16,
                 members,
             }
@@ -499,7 +499,7 @@ fn random_state(type_id: u16, rng: &mut StdRng) -> LightState {
 }
 
 /// Device ids must be unique across every home of one simulator (they key sessions).
-pub(crate) fn check_unique_device_ids(homes: &[HomeSpec]) -> Result<(), HomeError> {
+pub(crate) fn check_unique_device_ids(homes: &[SimHome]) -> Result<(), HomeError> {
     let mut ids: Vec<PeerId> = homes
         .iter()
         .flat_map(|h| h.wifi_devices().map(|(_, w)| w.device_id))

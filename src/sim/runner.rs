@@ -21,11 +21,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::chaos::ChaosCounters;
-use super::config::{DeviceKey, SimConfig, Timing};
+use super::config::{SimConfig, SimDeviceKey, Timing};
 use super::device::{Device, LinkState, Shared, CONTROL_QUEUE};
 use super::engine::{stream_seed, BehaviourEngine, PacketEngine};
 use super::handle::{Inner, SessionHandle, SimError, SimHandle};
-use super::home::{DeviceSpec, WifiSpec};
+use super::home::{SimDevice, SimWifi};
 use super::packets::{Identity, Packets};
 use super::recorder::{PacketLog, Recorder};
 use super::session::{Logic, LogicSettings};
@@ -124,7 +124,7 @@ async fn open_recorder(
 async fn guarded(
     task: impl std::future::Future<Output = ()>,
     panics: Arc<AtomicU64>,
-    key: DeviceKey,
+    key: SimDeviceKey,
 ) {
     if AssertUnwindSafe(task).catch_unwind().await.is_err() {
         panics.fetch_add(1, Ordering::Relaxed);
@@ -147,7 +147,7 @@ impl Ctx<'_> {
         homes: &[Arc<HomeRuntime>],
         tracker: &TaskTracker,
         panics: &Arc<AtomicU64>,
-    ) -> (Vec<SessionHandle>, BTreeMap<DeviceKey, usize>) {
+    ) -> (Vec<SessionHandle>, BTreeMap<SimDeviceKey, usize>) {
         let config = self.config;
         let mut sessions = Vec::new();
         let mut by_key = BTreeMap::new();
@@ -179,13 +179,13 @@ impl Ctx<'_> {
         &self,
         home: &Arc<HomeRuntime>,
         slot: usize,
-        spec: &DeviceSpec,
-        wifi: &WifiSpec,
+        spec: &SimDevice,
+        wifi: &SimWifi,
         index: u64,
     ) -> (Device, SessionHandle) {
         let cfg = self.config;
         let seed = |s| stream_seed(cfg.seed, index, s);
-        let key = DeviceKey {
+        let key = SimDeviceKey {
             home: home.index,
             mesh_id: spec.mesh_id,
         };
@@ -243,8 +243,8 @@ impl Ctx<'_> {
         &self,
         home: &Arc<HomeRuntime>,
         slot: usize,
-        spec: &DeviceSpec,
-        wifi: &WifiSpec,
+        spec: &SimDevice,
+        wifi: &SimWifi,
         index: u64,
         counters: Arc<Counters>,
     ) -> Logic {

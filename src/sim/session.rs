@@ -384,7 +384,7 @@ impl Logic {
         }
         self.last_tx = tx;
         let ids = match self.home.apply_command(command, sno, Some(self.slot), now) {
-            Outcome::Applied(ids) => ids,
+            Outcome::AppliedEvent(ids) => ids,
             Outcome::Replay => {
                 Counters::inc(&self.counters.replays);
                 return (response, Vec::new());

@@ -8,7 +8,7 @@
 //! [`HomeRuntime::set_state`] and learn what to report from their [`Watch`].
 //!
 //! Decisions (real devices' behaviour is unknown, §11.4):
-//! * **Applied** means a command's effect was written to a device's state. A group command
+//! * **AppliedEvent** means a command's effect was written to a device's state. A group command
 //!   counts once for each member. Wall-switch changes are counted apart.
 //! * **Mesh replay**: a command whose (sno, command) equals one seen in the last
 //!   [`REPLAY_CACHE`] commands within [`REPLAY_WINDOW`] is acknowledged but not applied again —
@@ -31,8 +31,8 @@ use std::time::Duration;
 use tokio::sync::{broadcast, Notify};
 use tokio::time::Instant;
 
-use super::config::DeviceKey;
-use super::home::HomeSpec;
+use super::config::SimDeviceKey;
+use super::home::SimHome;
 use crate::device::catalog;
 use crate::protocol::content::{TEMP_EFFECT, TEMP_RGB_MODE};
 use crate::protocol::{Command, LightColor, LightState};
@@ -49,9 +49,9 @@ pub const APPLIED_EVENTS: usize = 4096;
 /// One command applied to one device, and when: what a latency measurement needs to know that a
 /// command reached the device (a group command gives one event per member).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Applied {
+pub struct AppliedEvent {
     /// The device.
-    pub key: DeviceKey,
+    pub key: SimDeviceKey,
     /// Its state after the command.
     pub state: LightState,
     /// When the command was applied.
@@ -171,8 +171,8 @@ fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What happened to a command at the mesh.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Applied to these mesh ids (one for a device, every member for a group).
-    Applied(Vec<u16>),
+    /// AppliedEvent to these mesh ids (one for a device, every member for a group).
+    AppliedEvent(Vec<u16>),
     /// Same sno and command as a recent one: acknowledged, not applied.
     Replay,
     /// Not a device or group of this home.
@@ -188,7 +188,7 @@ struct Inner {
 /// The shared state of one home.
 pub(crate) struct HomeRuntime {
     pub(crate) index: usize,
-    pub(crate) spec: HomeSpec,
+    pub(crate) spec: SimHome,
     inner: Mutex<Inner>,
     /// One per Wi-Fi device, in `spec.wifi_devices()` order (the session's slot).
     pub(crate) watches: Vec<std::sync::Arc<Watch>>,
@@ -196,7 +196,7 @@ pub(crate) struct HomeRuntime {
     relays_of: Vec<Vec<usize>>,
     applied: Vec<AtomicU64>,
     /// Applied-command events; only built when someone subscribed.
-    applied_events: broadcast::Sender<Applied>,
+    applied_events: broadcast::Sender<AppliedEvent>,
     wall_changes: AtomicU64,
     /// Mesh ids whose power is cut at the wall: relays report them with the online flag clear.
     unpowered: Vec<std::sync::atomic::AtomicBool>,
@@ -205,8 +205,8 @@ pub(crate) struct HomeRuntime {
 impl HomeRuntime {
     pub(crate) fn new(
         index: usize,
-        spec: HomeSpec,
-        applied_events: broadcast::Sender<Applied>,
+        spec: SimHome,
+        applied_events: broadcast::Sender<AppliedEvent>,
     ) -> Self {
         let mut states = vec![None; 256];
         let mut own_slot = vec![None; 256];
@@ -355,15 +355,15 @@ impl HomeRuntime {
         if !after.is_empty() {
             let at = std::time::Instant::now();
             for (mesh_id, state) in after {
-                let key = DeviceKey {
+                let key = SimDeviceKey {
                     home: self.index,
                     mesh_id,
                 };
                 // No subscriber left is fine: nobody is measuring any more.
-                let _ = self.applied_events.send(Applied { key, state, at });
+                let _ = self.applied_events.send(AppliedEvent { key, state, at });
             }
         }
-        Outcome::Applied(ids)
+        Outcome::AppliedEvent(ids)
     }
 
     /// Someone used the wall switch (or the app over Bluetooth): the device changes without a
@@ -421,7 +421,7 @@ mod tests {
             on: true,
         };
         let out = h.apply_command(&cmd, Some(5), Some(0), Instant::now());
-        assert_eq!(out, Outcome::Applied(vec![1, 2, 3]));
+        assert_eq!(out, Outcome::AppliedEvent(vec![1, 2, 3]));
         assert!((1..=3).all(|id| h.state(id).unwrap().on));
         assert!((1..=3).all(|id| h.applied(id) == 1));
         // Session 0 (via) is not told; session 1 reports itself (2) and relays 3.
@@ -463,7 +463,7 @@ mod tests {
         let now = Instant::now();
         assert!(matches!(
             h.apply_command(&cmd, Some(9), Some(0), now),
-            Outcome::Applied(_)
+            Outcome::AppliedEvent(_)
         ));
         assert_eq!(
             h.apply_command(&cmd, Some(9), Some(1), now),
@@ -471,13 +471,13 @@ mod tests {
         );
         assert!(matches!(
             h.apply_command(&cmd, Some(10), Some(1), now),
-            Outcome::Applied(_)
+            Outcome::AppliedEvent(_)
         ));
         assert_eq!(h.applied(3), 2);
         // After the window the same sno is a new message.
         assert!(matches!(
             h.apply_command(&cmd, Some(9), Some(1), now + REPLAY_WINDOW),
-            Outcome::Applied(_)
+            Outcome::AppliedEvent(_)
         ));
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use cync_bridge::capture::Direction;
 use cync_bridge::protocol::{Command, MsgId};
 use cync_bridge::sim::{
-    Chaos, DeviceKey, HomeBuilder, LinkState, Note, PacketChaos, SessionHandle, SimConfig,
+    Chaos, HomeBuilder, LinkState, Note, PacketChaos, SessionHandle, SimConfig, SimDeviceKey,
     SimHandle, Simulator,
 };
 use tokio::time::Instant;
@@ -15,7 +15,7 @@ use super::server::{Conn, Received, ServerOptions, TestServer};
 
 pub const SEED: u64 = 20_251_106;
 pub const WAIT: Duration = Duration::from_secs(60);
-pub const KEY: DeviceKey = DeviceKey {
+pub const KEY: SimDeviceKey = SimDeviceKey {
     home: 0,
     mesh_id: 1,
 };
