@@ -9,14 +9,16 @@
 //!
 //! # Layout
 //!
-//! - [`home`]: what a home is (devices, relays, groups); [`home::HomeBuilder`], [`home::generate`].
+//! - [`home`]: what a home is (devices, relays, groups); [`home::HomeBuilder`]; `generate`:
+//!   [`home::generate`], homes drawn from a seed.
 //! - `state`: a home's live state, applied-command counts and events ([`AppliedEvent`]), replay
 //!   cache, report fan-out.
 //! - [`profile`]: the connect sequences real devices show.
 //! - `packets`: the packets one device sends, built with the codec.
 //! - `session`: one device's protocol behaviour, without I/O.
 //! - `device`: one device's task: sockets, timers, reconnects, chaos application.
-//! - [`chaos`]: the knobs and the deterministic engines.
+//! - [`chaos`]: the knobs; `engine` (per packet), `corrupt` (byte damage) and `behaviour`
+//!   (receipts, link): the deterministic engines that apply them.
 //! - [`config`], [`scenario`]: settings, from Rust, TOML or CLI flags.
 //! - `runner` ([`Simulator`]), `handle` ([`SimHandle`], [`SessionHandle`]): starting a simulator
 //!   and controlling it at runtime.
@@ -41,10 +43,13 @@
 //! # Ok(()) }
 //! ```
 
+mod behaviour;
 pub mod chaos;
 pub mod config;
+mod corrupt;
 mod device;
 mod engine;
+mod generate;
 mod handle;
 pub mod home;
 mod packets;

@@ -20,10 +20,11 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::behaviour::BehaviourEngine;
 use super::chaos::ChaosCounters;
 use super::config::{SimConfig, SimDeviceKey, Timing};
 use super::device::{Device, LinkState, Shared, CONTROL_QUEUE};
-use super::engine::{stream_seed, BehaviourEngine, PacketEngine};
+use super::engine::{stream_seed, PacketEngine};
 use super::handle::{Inner, SessionHandle, SimError, SimHandle};
 use super::home::{SimDevice, SimWifi};
 use super::packets::{Identity, Packets};

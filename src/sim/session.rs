@@ -30,8 +30,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
+use super::behaviour::{BehaviourEngine, ReceiptFate};
 use super::config::CounterPolicy;
-use super::engine::{BehaviourEngine, ReceiptFate};
 use super::packets::Packets;
 use super::profile::{ConnectProfile, Item, When};
 use super::state::{HomeRuntime, IdSet, Outcome};
