@@ -289,6 +289,16 @@ mod tests {
         (counters.snapshot(), out)
     }
 
+    /// The frame of a decoded 0x83, which is what every test packet is.
+    fn status_frame(
+        decoded: Result<crate::protocol::Packet<'_>, crate::protocol::DecodeError>,
+    ) -> Result<crate::protocol::Frame<'_>, crate::protocol::FrameError> {
+        match decoded {
+            Ok(crate::protocol::Packet::Status(f)) => f.frame,
+            other => panic!("not a 0x83: {other:?}"),
+        }
+    }
+
     fn close(measured: f64, expected: f64) {
         assert!(
             (measured - expected).abs() <= 0.01,
@@ -329,16 +339,12 @@ mod tests {
             let decoded = crate::protocol::decode(&r.bytes);
             match r.note {
                 Some(Note::CorruptChecksum) => {
-                    let Ok(crate::protocol::Packet::Status(f)) = decoded else {
-                        panic!("{decoded:?}")
-                    };
-                    assert_eq!(f.frame.unwrap_err().reason(), "checksum");
+                    let frame = status_frame(decoded);
+                    assert_eq!(frame.unwrap_err().reason(), "checksum");
                 }
                 Some(Note::CorruptFixed) => {
-                    let Ok(crate::protocol::Packet::Status(f)) = decoded else {
-                        panic!("{decoded:?}")
-                    };
-                    assert!(f.frame.is_ok(), "checksum fixed up: {:?}", f.frame);
+                    let frame = status_frame(decoded);
+                    assert!(frame.is_ok(), "checksum fixed up: {frame:?}");
                 }
                 Some(Note::CorruptHeader) => {
                     assert!(r.bytes[1] != 0 || r.bytes[3..5] != [0x00, 0x25]);

@@ -8,7 +8,7 @@
 //! [`HomeRuntime::set_state`] and learn what to report from their [`Watch`].
 //!
 //! Decisions (real devices' behaviour is unknown, §11.4):
-//! * **AppliedEvent** means a command's effect was written to a device's state. A group command
+//! * **Applied** means a command's effect was written to a device's state. A group command
 //!   counts once for each member. Wall-switch changes are counted apart.
 //! * **Mesh replay**: a command whose (sno, command) equals one seen in the last
 //!   [`REPLAY_CACHE`] commands within [`REPLAY_WINDOW`] is acknowledged but not applied again —
@@ -171,8 +171,8 @@ fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What happened to a command at the mesh.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// AppliedEvent to these mesh ids (one for a device, every member for a group).
-    AppliedEvent(Vec<u16>),
+    /// Applied to these mesh ids (one for a device, every member for a group).
+    Applied(Vec<u16>),
     /// Same sno and command as a recent one: acknowledged, not applied.
     Replay,
     /// Not a device or group of this home.
@@ -363,7 +363,7 @@ impl HomeRuntime {
                 let _ = self.applied_events.send(AppliedEvent { key, state, at });
             }
         }
-        Outcome::AppliedEvent(ids)
+        Outcome::Applied(ids)
     }
 
     /// Someone used the wall switch (or the app over Bluetooth): the device changes without a
@@ -421,7 +421,7 @@ mod tests {
             on: true,
         };
         let out = h.apply_command(&cmd, Some(5), Some(0), Instant::now());
-        assert_eq!(out, Outcome::AppliedEvent(vec![1, 2, 3]));
+        assert_eq!(out, Outcome::Applied(vec![1, 2, 3]));
         assert!((1..=3).all(|id| h.state(id).unwrap().on));
         assert!((1..=3).all(|id| h.applied(id) == 1));
         // Session 0 (via) is not told; session 1 reports itself (2) and relays 3.
@@ -463,7 +463,7 @@ mod tests {
         let now = Instant::now();
         assert!(matches!(
             h.apply_command(&cmd, Some(9), Some(0), now),
-            Outcome::AppliedEvent(_)
+            Outcome::Applied(_)
         ));
         assert_eq!(
             h.apply_command(&cmd, Some(9), Some(1), now),
@@ -471,13 +471,13 @@ mod tests {
         );
         assert!(matches!(
             h.apply_command(&cmd, Some(10), Some(1), now),
-            Outcome::AppliedEvent(_)
+            Outcome::Applied(_)
         ));
         assert_eq!(h.applied(3), 2);
         // After the window the same sno is a new message.
         assert!(matches!(
             h.apply_command(&cmd, Some(9), Some(1), now + REPLAY_WINDOW),
-            Outcome::AppliedEvent(_)
+            Outcome::Applied(_)
         ));
     }
 
