@@ -45,18 +45,24 @@ pub struct DemoArgs {
 
 /// Runs `demo`; returns the exit status.
 pub fn run(args: &DemoArgs, out: &mut (impl Write + Send)) -> anyhow::Result<u8> {
-    let mut config = match common::load_config(&args.config) {
+    let config = match common::load_config(&args.config) {
         Ok(config) => config,
         Err(code) => return Ok(code),
     };
     #[cfg(feature = "embedded-broker")]
-    {
-        let rust_log = std::env::var("RUST_LOG").ok();
-        config.telemetry.log_filter =
-            crate::mqtt::broker::quiet_filter(&config.telemetry.log_filter, rust_log.as_deref());
-    }
+    let config = quiet_broker_logs(config);
     common::init_logging(&config)?;
     common::runtime()?.block_on(demo(config, out))
+}
+
+/// The log filter with the embedded broker's logs off unless the filter or `RUST_LOG` asks
+/// for them (`broker::quiet_filter` says why).
+#[cfg(feature = "embedded-broker")]
+fn quiet_broker_logs(mut config: Config) -> Config {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    config.telemetry.log_filter =
+        crate::mqtt::broker::quiet_filter(&config.telemetry.log_filter, rust_log.as_deref());
+    config
 }
 
 async fn demo(mut config: Config, out: &mut (impl Write + Send)) -> anyhow::Result<u8> {
