@@ -46,8 +46,9 @@ impl Default for GenerateParams {
     }
 }
 
-/// Wi-Fi models cycled through, so every home has each class the issue names: full-colour and
-/// tunable-white bulbs, a dimmer, a switch, a plug, a fan controller (PROTOCOL.md §8).
+/// Wi-Fi models cycled through, so every home has each device class the bridge maps to its own
+/// Home Assistant entity: full-colour and tunable-white bulbs, a dimmer, a switch, a plug, a fan
+/// controller (docs/protocol.md, "Device models"; `device::catalog` holds the table).
 const WIFI_TYPES: [u16; 8] = [137, 129, 55, 39, 68, 81, 146, 135];
 /// Bluetooth-only models: full-colour and tunable-white bulbs, the wire-free dimmer.
 const BT_TYPES: [u16; 5] = [21, 26, 22, 5, 113];
