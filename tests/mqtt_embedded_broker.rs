@@ -1,6 +1,7 @@
-//! The embedded broker behind `cync-bridge demo`, driven by a real client library (rumqttc) and
-//! by our own bridge client: retained messages (and their removal), wildcard subscriptions,
-//! QoS 1 delivery, last wills on an unclean drop and none on a clean disconnect.
+//! The embedded broker behind `cync-bridge demo` (rumqttd), driven by rumqttc — the client
+//! library the bridge itself uses: retained messages (and their removal), wildcard
+//! subscriptions, QoS 1 delivery and acknowledgement, last wills on an unclean drop and none on
+//! a clean disconnect. `tests/demo_cli.rs` runs the bridge and mosquitto's clients against it.
 #![cfg(feature = "embedded-broker")]
 
 mod common;
@@ -176,5 +177,37 @@ async fn a_client_that_vanishes_leaves_its_will_one_that_says_goodbye_does_not()
             .await
             .is_err(),
         "a clean disconnect publishes no will"
+    );
+}
+
+#[tokio::test]
+async fn a_qos_1_publish_is_acknowledged_to_its_publisher_and_delivered_with_an_id() {
+    let port = start().await;
+    let (sub, ev) = client(port, "qos-sub", None);
+    let (mut rx, _st) = pump(ev);
+    sub.subscribe("cync/+/set", QoS::AtLeastOnce).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Driven by hand, not by `pump`: the PUBACK is what is under test.
+    let (publisher, mut ev) = client(port, "qos-pub", None);
+    publisher
+        .publish("cync/1-10/set", QoS::AtLeastOnce, false, "ON")
+        .await
+        .unwrap();
+    let acked = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(ack))) => return ack.pkid,
+                Ok(_) => {}
+                Err(e) => panic!("publisher connection failed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("a PUBACK");
+    assert_ne!(acked, 0, "QoS 1 acknowledgements carry the packet id");
+    assert_eq!(
+        next(&mut rx).await,
+        ("cync/1-10/set".into(), "ON".into(), false, 1)
     );
 }
