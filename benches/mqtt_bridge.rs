@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cync_bridge::protocol::LightState;
-use cync_bridge::sim::{DeviceKey, HomeBuilder, SimConfig, SimHandle, Simulator};
+use cync_bridge::sim::{HomeBuilder, SimConfig, SimDeviceKey, SimHandle, Simulator};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS};
 use tokio::sync::{broadcast, mpsc};
 
@@ -205,8 +205,8 @@ async fn start_sim(devices: &[Device], bridge: SocketAddr) -> SimHandle {
     sim
 }
 
-fn key(mesh: u16) -> DeviceKey {
-    DeviceKey {
+fn key(mesh: u16) -> SimDeviceKey {
+    SimDeviceKey {
         home: 0,
         mesh_id: mesh,
     }

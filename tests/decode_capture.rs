@@ -6,13 +6,14 @@ mod common;
 
 use bytes::BytesMut;
 use cync_bridge::capture;
+use cync_bridge::capture::fixtures;
 use cync_bridge::protocol::{decode, FrameContent, Framer, Packet, PeerId};
 
 const HOME_25: &str = "captures/home-25-devices-20251106.txt";
 
 #[test]
 fn decode_subcommand_reports_the_documented_counts_and_no_errors() {
-    let Some(path) = common::shared_fixture(HOME_25) else {
+    let Some(path) = fixtures::locate(HOME_25).unwrap() else {
         return;
     };
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cync-bridge"))
@@ -48,7 +49,7 @@ fn decode_subcommand_reports_the_documented_counts_and_no_errors() {
 
 #[test]
 fn decode_prints_one_json_line_per_packet_with_state_fields() {
-    let Some(path) = common::shared_fixture(HOME_25) else {
+    let Some(path) = fixtures::locate(HOME_25).unwrap() else {
         return;
     };
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cync-bridge"))
@@ -106,7 +107,7 @@ fn packets_at(records: &[capture::Record], ts: &str) -> Vec<Vec<u8>> {
 
 #[test]
 fn sample_device_states_match_a_hand_decoding() {
-    let Some(path) = common::shared_fixture(HOME_25) else {
+    let Some(path) = fixtures::locate(HOME_25).unwrap() else {
         return;
     };
     let records = capture::read_path(&path)

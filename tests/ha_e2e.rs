@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use cync_bridge::device::catalog::EFFECTS;
 use cync_bridge::protocol::content::TEMP_RGB_MODE;
 use cync_bridge::protocol::LightState;
-use cync_bridge::sim::{DeviceKey, HomeBuilder, HomeSpec, SimConfig, SimHandle, Simulator};
+use cync_bridge::sim::{HomeBuilder, SimConfig, SimDeviceKey, SimHandle, SimHome, Simulator};
 use serde_json::{json, Value};
 
 const SEED: u64 = 20_250_404;
@@ -161,7 +161,7 @@ fn tools_dir() -> PathBuf {
 }
 
 /// The simulated home: one of each class, a Bluetooth-only bulb behind the colour bulb, a group.
-fn home() -> HomeSpec {
+fn home() -> SimHome {
     let mut b = HomeBuilder::new("e2e", SEED);
     for (mesh, type_id, _, wifi) in DEVICES {
         b = if wifi {
@@ -398,7 +398,7 @@ impl World {
 
     fn device(&self, mesh: u16) -> LightState {
         self.sim()
-            .state(DeviceKey {
+            .state(SimDeviceKey {
                 home: 0,
                 mesh_id: mesh,
             })
@@ -757,7 +757,7 @@ impl World {
 
     fn check_wall_changes(&self) {
         let sim = self.sim();
-        let key = |mesh_id| DeviceKey { home: 0, mesh_id };
+        let key = |mesh_id| SimDeviceKey { home: 0, mesh_id };
         let before = sim.wall_changes(0);
         // A Wi-Fi bulb turned on at the wall, at 60 %, warm white.
         let warm = LightState {

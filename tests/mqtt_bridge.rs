@@ -16,7 +16,7 @@ use std::time::Duration;
 use cync_bridge::bridge::{self, Registry};
 use cync_bridge::protocol::LightState;
 use cync_bridge::server::{DeviceServer, Services};
-use cync_bridge::sim::{DeviceKey as SimKey, HomeBuilder, SimConfig, SimHandle, Simulator};
+use cync_bridge::sim::{HomeBuilder, SimConfig, SimDeviceKey, SimHandle, Simulator};
 use cync_bridge::telemetry::{Health, Metrics};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
@@ -55,7 +55,7 @@ homes:
       32769: {name: Living Room, members: [1, 3]}
 "#;
 
-fn sim_home() -> cync_bridge::sim::HomeSpec {
+fn sim_home() -> cync_bridge::sim::SimHome {
     let lit = |brightness, temperature| LightState {
         on: true,
         brightness,
@@ -80,8 +80,8 @@ fn sim_home() -> cync_bridge::sim::HomeSpec {
         .expect("valid home")
 }
 
-fn sim_key(mesh: u16) -> SimKey {
-    SimKey {
+fn sim_key(mesh: u16) -> SimDeviceKey {
+    SimDeviceKey {
         home: 0,
         mesh_id: mesh,
     }

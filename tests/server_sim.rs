@@ -19,8 +19,8 @@ use cync_bridge::capture::Direction;
 use cync_bridge::device::{DeviceKey, HomeId};
 use cync_bridge::protocol::LightState;
 use cync_bridge::sim::{
-    generate, Chaos, DeviceKey as SimKey, GenerateParams, HomeSpec, PacketChaos, SimConfig,
-    SimHandle, Simulator,
+    generate, Chaos, GenerateParams, PacketChaos, SimConfig, SimDeviceKey, SimHandle, SimHome,
+    Simulator,
 };
 use cync_bridge::transport::CommandOutcome;
 use server_world::Bridge;
@@ -29,7 +29,7 @@ const SEED: u64 = 20_251_106;
 const WAIT: Duration = Duration::from_secs(120);
 
 /// 50 Wi-Fi devices, three Bluetooth-only devices each, every one of those relayed by two.
-fn home() -> HomeSpec {
+fn home() -> SimHome {
     let params = GenerateParams {
         wifi_devices: 50,
         mesh_per_device: 3,
@@ -47,7 +47,7 @@ fn key(mesh: u16) -> DeviceKey {
 }
 
 /// The bridge and a simulator whose every device is connected and routed.
-async fn world() -> (Bridge, SimHandle, HomeSpec) {
+async fn world() -> (Bridge, SimHandle, SimHome) {
     let bridge = Bridge::start("").await;
     let home = home();
     let mut config = SimConfig::new(SEED, vec![home.clone()]);
@@ -66,7 +66,7 @@ async fn world() -> (Bridge, SimHandle, HomeSpec) {
 }
 
 /// For one device's log: (requests that expect an answer, answers), per request type.
-fn balance(sim: &SimHandle, wifi: SimKey) -> Vec<(u8, usize, usize)> {
+fn balance(sim: &SimHandle, wifi: SimDeviceKey) -> Vec<(u8, usize, usize)> {
     let log = sim.session(wifi).expect("wifi device").log();
     let count = |dir: Direction, kind: u8| {
         log.iter()
@@ -96,7 +96,7 @@ async fn in_a_home_of_50_relays_and_200_devices_every_device_packet_is_answered(
     let (bridge, sim, home) = world().await;
     // Let every connect sequence (up to 22.5 s after the hello) and a heartbeat round happen.
     tokio::time::sleep(Duration::from_secs(45)).await;
-    let wifi: Vec<SimKey> = sim.sessions().iter().map(|s| s.key()).collect();
+    let wifi: Vec<SimDeviceKey> = sim.sessions().iter().map(|s| s.key()).collect();
     assert_eq!(wifi.len(), 50);
     let mut unbalanced = Vec::new();
     bridge
@@ -149,7 +149,7 @@ async fn toggles_round_trip_to_wifi_and_bluetooth_devices() {
         .chain(ble.iter().copied().step_by(15))
         .collect();
     for mesh in sample {
-        let sim_key = SimKey {
+        let sim_key = SimDeviceKey {
             home: 0,
             mesh_id: mesh,
         };

@@ -43,11 +43,7 @@ async fn reset_partitions_cut_the_link_at_the_configured_rate_and_it_comes_back(
         r.device().stats().packets_sent >= 2000
     })
     .await;
-    rig.device().set_chaos(Chaos::default()).await.unwrap();
-    rig.device()
-        .wait_link(LinkState::Ready, WAIT)
-        .await
-        .unwrap();
+    rig.calm_down().await;
     let s = rig.device().stats();
     assert_rate("partitions", s.partitions, s.packets_sent, 0.01, 0.007);
     assert_eq!(s.connects, s.partitions + 1, "{s:?}");
@@ -62,11 +58,7 @@ async fn fin_partitions_close_the_connection_cleanly() {
         r.device().stats().partitions >= 10
     })
     .await;
-    rig.device().set_chaos(Chaos::default()).await.unwrap();
-    rig.device()
-        .wait_link(LinkState::Ready, WAIT)
-        .await
-        .unwrap();
+    rig.calm_down().await;
     let conns = rig.server.connections();
     let closed = conns.iter().filter(|c| c.is_closed()).count() as u64;
     assert!(closed >= rig.device().stats().partitions, "{closed}");

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::rig::*;
 use cync_bridge::capture::Direction;
-use cync_bridge::protocol::{Command, Packet};
+use cync_bridge::protocol::Packet;
 use cync_bridge::sim::{Chaos, Note, PacketChaos};
 use tokio::time::Instant;
 
@@ -54,14 +54,11 @@ async fn loss_to_the_bridge_in_bursts_drops_the_expected_fraction() {
 async fn loss_from_the_bridge_hides_packets_from_the_device() {
     // n ≥ 3,000 independent losses at 0.1: sd ≈ 0.0055; tolerance 0.02.
     let rig = Rig::new(chatty).await;
-    rig.device()
-        .set_chaos(from_bridge(PacketChaos {
-            loss: 0.1,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
-    rig.run_until(Duration::from_secs(3600), |r| {
+    let knobs = PacketChaos {
+        loss: 0.1,
+        ..Default::default()
+    };
+    rig.chaos_until(from_bridge(knobs), |r| {
         r.device().chaos_from_bridge().offered >= 3000
     })
     .await;
@@ -110,24 +107,11 @@ async fn duplicates_to_the_bridge_arrive_twice() {
 async fn duplicated_commands_are_acknowledged_twice_and_applied_once() {
     // 600 commands (+ heartbeat acks) at 0.2: sd ≈ 0.015; tolerance 0.05.
     let rig = Rig::new(|_| {}).await;
-    rig.device()
-        .set_chaos(from_bridge(PacketChaos {
-            duplicate: 0.2,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
-    let msgs = rig.commands(600).await;
-    let last = *msgs.last().unwrap();
-    rig.conn
-        .wait_for(
-            0,
-            WAIT,
-            |p| matches!(p, Packet::Receipt { msg, .. } if *msg == last),
-        )
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let knobs = PacketChaos {
+        duplicate: 0.2,
+        ..Default::default()
+    };
+    rig.commands_under(knobs, 600).await;
     let c = rig.device().chaos_from_bridge();
     assert_rate("duplicated", c.duplicated, c.offered, 0.2, 0.05);
     let dup_commands = rig.noted(Direction::ServerToDevice, Note::Duplicate, 0x73) as u64;
@@ -135,13 +119,7 @@ async fn duplicated_commands_are_acknowledged_twice_and_applied_once() {
     assert_eq!(stats.duplicates, dup_commands);
     assert_eq!(stats.commands, 600 + dup_commands);
     assert_eq!(rig.sim.applied(KEY), 600, "no command applied twice");
-    let receipts = rig
-        .conn
-        .packets()
-        .iter()
-        .filter(|r| r.kind() == 0x7B)
-        .count() as u64;
-    assert_eq!(receipts, 600 + dup_commands);
+    assert_eq!(rig.received(0x7B), 600 + dup_commands);
     rig.finish().await;
 }
 
@@ -183,14 +161,12 @@ async fn reordered_reports_reach_the_bridge_out_of_order() {
 #[tokio::test(start_paused = true)]
 async fn reordered_commands_are_all_applied() {
     let rig = Rig::new(|_| {}).await;
-    rig.device()
-        .set_chaos(from_bridge(PacketChaos {
-            reorder: 0.2,
-            reorder_window: 3,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
+    let knobs = PacketChaos {
+        reorder: 0.2,
+        reorder_window: 3,
+        ..Default::default()
+    };
+    rig.device().set_chaos(from_bridge(knobs)).await.unwrap();
     rig.commands(300).await;
     rig.run_until(WAIT, |r| r.sim.applied(KEY) == 300).await;
     assert!(rig.device().chaos_from_bridge().reordered > 30);
@@ -202,19 +178,8 @@ async fn reordered_commands_are_all_applied() {
 async fn round_trips(rig: &Rig, n: usize) -> Vec<Duration> {
     let mut rtts = Vec::new();
     for _ in 0..n {
-        let from = rig.conn.packets().len();
         let sent = Instant::now();
-        let seq = rig.conn.send_command(Command::MeshAck).await;
-        let (_, r) = rig
-            .conn
-            .wait_for(
-                from,
-                WAIT,
-                |p| matches!(p, Packet::Receipt { msg, .. } if *msg == seq.msg),
-            )
-            .await
-            .unwrap();
-        rtts.push(r.at - sent);
+        rtts.push(rig.receipt_for_mesh_ack().await - sent);
     }
     rtts
 }
@@ -275,36 +240,18 @@ async fn corrupt_checksums_fail_exactly_the_corrupted_frames_at_the_bridge() {
 #[tokio::test(start_paused = true)]
 async fn corrupted_commands_get_a_receipt_and_are_not_applied() {
     let rig = Rig::new(|_| {}).await;
-    rig.device()
-        .set_chaos(from_bridge(PacketChaos {
-            corrupt_checksum: 0.2,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
-    let msgs = rig.commands(300).await;
-    let last = *msgs.last().unwrap();
-    rig.conn
-        .wait_for(
-            0,
-            WAIT,
-            |p| matches!(p, Packet::Receipt { msg, .. } if *msg == last),
-        )
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let knobs = PacketChaos {
+        corrupt_checksum: 0.2,
+        ..Default::default()
+    };
+    rig.commands_under(knobs, 300).await;
     let broken = rig.noted(Direction::ServerToDevice, Note::CorruptChecksum, 0x73) as u64;
     assert_rate("corrupted", broken, 300, 0.2, 0.07);
     assert_eq!(rig.device().stats().frame_errors, broken);
     assert_eq!(rig.sim.applied(KEY), 300 - broken);
-    let receipts = rig
-        .conn
-        .packets()
-        .iter()
-        .filter(|r| r.kind() == 0x7B)
-        .count();
     assert_eq!(
-        receipts, 300,
+        rig.received(0x7B),
+        300,
         "every 0x73 gets a receipt, even a damaged one (§4.7)"
     );
     rig.finish().await;
@@ -334,14 +281,11 @@ async fn corruption_with_fixed_checksum_passes_the_checksum_but_changes_content(
 async fn broken_headers_desynchronise_the_bridge_framer_and_the_device_carries_on() {
     // n ≥ 2,000 at 0.05: sd ≈ 0.005; tolerance 0.015.
     let rig = Rig::new(chatty).await;
-    rig.device()
-        .set_chaos(to_bridge(PacketChaos {
-            corrupt_header: 0.05,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
-    rig.run_until(Duration::from_secs(3600), |r| {
+    let knobs = PacketChaos {
+        corrupt_header: 0.05,
+        ..Default::default()
+    };
+    rig.chaos_until(to_bridge(knobs), |r| {
         r.device().chaos_to_bridge().offered >= 2000
     })
     .await;
@@ -351,15 +295,7 @@ async fn broken_headers_desynchronise_the_bridge_framer_and_the_device_carries_o
     // Without chaos the same connection still answers a command.
     rig.device().set_chaos(Chaos::default()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let seq = rig.conn.send_command(Command::MeshAck).await;
-    rig.conn
-        .wait_for(
-            0,
-            WAIT,
-            |p| matches!(p, Packet::Receipt { msg, .. } if *msg == seq.msg),
-        )
-        .await
-        .expect("still talking");
+    rig.receipt_for_mesh_ack().await;
     rig.finish().await;
 }
 
@@ -367,15 +303,13 @@ async fn broken_headers_desynchronise_the_bridge_framer_and_the_device_carries_o
 async fn corruption_from_the_bridge_of_every_kind_is_counted_and_survived() {
     // 600 commands + acks, 0.1 each kind: sd ≈ 0.012; tolerance 0.04.
     let rig = Rig::new(|_| {}).await;
-    rig.device()
-        .set_chaos(from_bridge(PacketChaos {
-            corrupt_checksum: 0.1,
-            corrupt_fixed: 0.1,
-            corrupt_header: 0.1,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
+    let knobs = PacketChaos {
+        corrupt_checksum: 0.1,
+        corrupt_fixed: 0.1,
+        corrupt_header: 0.1,
+        ..Default::default()
+    };
+    rig.device().set_chaos(from_bridge(knobs)).await.unwrap();
     rig.commands(600).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let c = rig.device().chaos_from_bridge();
@@ -391,15 +325,7 @@ async fn corruption_from_the_bridge_of_every_kind_is_counted_and_survived() {
     // or another state): some are applied, none twice, and the link survives.
     assert!(rig.sim.applied(KEY) < 600);
     rig.device().set_chaos(Chaos::default()).await.unwrap();
-    let seq = rig.conn.send_command(Command::MeshAck).await;
-    rig.conn
-        .wait_for(
-            0,
-            WAIT,
-            |p| matches!(p, Packet::Receipt { msg, .. } if *msg == seq.msg),
-        )
-        .await
-        .expect("still talking");
+    rig.receipt_for_mesh_ack().await;
     rig.finish().await;
 }
 
@@ -407,24 +333,17 @@ async fn corruption_from_the_bridge_of_every_kind_is_counted_and_survived() {
 async fn bogus_packets_are_injected_at_the_configured_rate() {
     // n ≥ 2,000 at 0.05: sd ≈ 0.005; tolerance 0.015.
     let rig = Rig::new(chatty).await;
-    rig.device()
-        .set_chaos(Chaos {
-            to_bridge: PacketChaos {
-                bogus: 0.05,
-                ..Default::default()
-            },
-            from_bridge: PacketChaos {
-                bogus: 0.05,
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    rig.run_until(Duration::from_secs(3600), |r| {
-        r.device().chaos_to_bridge().offered >= 2000
-    })
-    .await;
+    let knobs = PacketChaos {
+        bogus: 0.05,
+        ..Default::default()
+    };
+    let chaos = Chaos {
+        to_bridge: knobs.clone(),
+        from_bridge: knobs,
+        ..Default::default()
+    };
+    rig.chaos_until(chaos, |r| r.device().chaos_to_bridge().offered >= 2000)
+        .await;
     let (out, inb) = (
         rig.device().chaos_to_bridge(),
         rig.device().chaos_from_bridge(),

@@ -12,15 +12,15 @@ use cync_bridge::protocol::{
     decode, Command, FrameContent, FrameDir, LightColor, LightState, MsgId, Packet, Seq,
 };
 use cync_bridge::sim::{
-    CounterPolicy, DeviceKey, FrameStuffing, HomeBuilder, HomeSpec, LinkState, SimConfig,
-    SimHandle, Simulator,
+    CounterPolicy, FrameStuffing, HomeBuilder, LinkState, SimConfig, SimDeviceKey, SimHandle,
+    SimHome, Simulator,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Relays 1 and 2 (Wi-Fi) both reach Bluetooth-only 10 and 11; 3 is a Wi-Fi plug nobody
 /// relays; group 0x8001 = {1, 3, 10}.
-fn home() -> HomeSpec {
+fn home() -> SimHome {
     HomeBuilder::new("cmds", 11)
         .wifi(1, 137)
         .wifi(2, 129)
@@ -34,8 +34,8 @@ fn home() -> HomeSpec {
         .unwrap()
 }
 
-fn key(mesh_id: u16) -> DeviceKey {
-    DeviceKey { home: 0, mesh_id }
+fn key(mesh_id: u16) -> SimDeviceKey {
+    SimDeviceKey { home: 0, mesh_id }
 }
 
 async fn start(config: SimConfig) -> (TestServer, SimHandle) {
@@ -43,6 +43,11 @@ async fn start(config: SimConfig) -> (TestServer, SimHandle) {
     let sim = Simulator::start(config, server.addr()).await.unwrap();
     sim.wait_ready(WAIT).await.unwrap();
     (server, sim)
+}
+
+/// Sends a power command to `target` through `conn`.
+async fn power(conn: &Conn, target: u16, on: bool) -> Seq {
+    conn.send_command(Command::Power { target, on }).await
 }
 
 async fn conn_of(server: &TestServer, sim: &SimHandle, mesh_id: u16) -> Conn {
@@ -116,12 +121,7 @@ async fn a_power_command_gets_response_receipt_then_state_report_and_self_record
     let (server, sim) = start(SimConfig::new(1, vec![home()])).await;
     let conn = conn_of(&server, &sim, 1).await;
     let from = conn.packets().len();
-    let seq = conn
-        .send_command(Command::Power {
-            target: 1,
-            on: true,
-        })
-        .await;
+    let seq = power(&conn, 1, true).await;
     let next = expect_answer(&conn, from, seq, 0xD0).await;
     let (i, r) = conn
         .wait_for(next, WAIT, |p| report(p).is_some())
@@ -207,12 +207,7 @@ async fn a_bluetooth_only_device_is_reported_by_every_relay_as_relay_records() {
     let relay = conn_of(&server, &sim, 1).await;
     let other = conn_of(&server, &sim, 2).await;
     let (from, from_other) = (relay.packets().len(), other.packets().len());
-    let seq = relay
-        .send_command(Command::Power {
-            target: 10,
-            on: true,
-        })
-        .await;
+    let seq = power(&relay, 10, true).await;
     let next = expect_answer(&relay, from, seq, 0xD0).await;
     for (conn, start, reporter) in [(&relay, next, 1u8), (&other, from_other, 2)] {
         let (_, r) = conn
@@ -241,12 +236,7 @@ async fn a_relay_can_be_set_to_send_only_the_receipt_for_other_devices() {
     let (server, sim) = start(config).await;
     let relay = conn_of(&server, &sim, 1).await;
     let from = relay.packets().len();
-    let seq = relay
-        .send_command(Command::Power {
-            target: 11,
-            on: true,
-        })
-        .await;
+    let seq = power(&relay, 11, true).await;
     relay
         .wait_for(from, WAIT, |p| receipt_msg(p) == Some(seq.msg))
         .await
@@ -269,12 +259,7 @@ async fn a_group_command_changes_every_member_and_each_reporter_reports() {
     let relay = conn_of(&server, &sim, 1).await;
     let plug = conn_of(&server, &sim, 3).await;
     let (from, from_plug) = (relay.packets().len(), plug.packets().len());
-    let seq = relay
-        .send_command(Command::Power {
-            target: 0x8001,
-            on: true,
-        })
-        .await;
+    let seq = power(&relay, 0x8001, true).await;
     let next = expect_answer(&relay, from, seq, 0xD0).await;
     let (_, own) = relay
         .wait_for(next, WAIT, |p| report(p).is_some())
@@ -506,12 +491,7 @@ async fn garbage_from_the_server_is_counted_and_survived() {
         conn.send_raw(g).await;
     }
     let from = conn.packets().len();
-    let seq = conn
-        .send_command(Command::Power {
-            target: 1,
-            on: false,
-        })
-        .await;
+    let seq = power(&conn, 1, false).await;
     expect_answer(&conn, from, seq, 0xD0).await;
     let s = sim.session(key(1)).unwrap();
     assert_eq!(s.link(), LinkState::Ready);

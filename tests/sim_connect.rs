@@ -10,18 +10,18 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::server::{ServerOptions, TestServer};
-use cync_bridge::capture::{parse_socat, parse_text, Direction};
+use cync_bridge::capture::{fixtures, parse_socat, parse_text, Direction};
 use cync_bridge::protocol::content::{FirmwareKind, InfoContent, SELF_RECORD_INDEX};
 use cync_bridge::protocol::{decode, FrameContent, Framer, Packet};
 use cync_bridge::sim::{
-    ConnectProfile, DeviceKey, HomeBuilder, HomeSpec, LinkState, SimConfig, Simulator,
+    ConnectProfile, HomeBuilder, LinkState, SimConfig, SimDeviceKey, SimHome, Simulator,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
 
 /// One Wi-Fi device per connect profile, a relay for 14 Bluetooth-only devices (more than one
 /// mesh-info frame holds), and a group.
-fn home() -> HomeSpec {
+fn home() -> SimHome {
     let bt: Vec<u16> = (10..24).collect();
     let mut b = HomeBuilder::new("profiles", 3)
         .wifi_with(1, 137, ConnectProfile::Quiet)
@@ -133,8 +133,8 @@ async fn every_device_completes_its_connect_sequence_and_every_byte_decodes() {
 /// the device's id (0xC3/0xD3 carry none, so connections cannot be told apart by them in a
 /// capture without connection tags): A1 by peer id within 30 s of each hello, A3's plug log.
 fn real_sequences() -> Option<BTreeSet<Vec<String>>> {
-    let a1 = common::fixtures::shared_fixture("captures/home-25-devices-20251106.txt")?;
-    let plug = common::fixtures::shared_fixture("socat-2024/Plug.md")?;
+    let a1 = fixtures::load("captures/home-25-devices-20251106.txt").unwrap()?;
+    let plug = fixtures::load("socat-2024/Plug.md").unwrap()?;
     let mut sequences = BTreeSet::new();
     let capture = parse_text(&a1);
     let framer = Framer::default();
@@ -271,7 +271,7 @@ async fn a_dropped_connection_is_reestablished_after_the_backoff() {
         gap >= Duration::from_millis(2600) && gap < Duration::from_millis(2700),
         "{gap:?}"
     );
-    let key = DeviceKey {
+    let key = SimDeviceKey {
         home: 0,
         mesh_id: 1,
     };

@@ -17,8 +17,8 @@ use std::time::Duration;
 use cync_bridge::capture::Direction;
 use cync_bridge::protocol::{decode, Command, FrameDir, Packet};
 use cync_bridge::sim::{
-    Chaos, DeviceKey as SimKey, HomeBuilder, HomeSpec, PacketChaos, Partition, SimConfig,
-    SimHandle, Simulator,
+    Chaos, HomeBuilder, PacketChaos, Partition, SimConfig, SimDeviceKey, SimHandle, SimHome,
+    Simulator,
 };
 use cync_bridge::transport::reliable::Policy;
 use cync_bridge::transport::service::ReliableTransport;
@@ -31,7 +31,7 @@ const READY: Duration = Duration::from_secs(30);
 
 /// `relays` Wi-Fi relays (mesh ids 1..=relays), each relaying `per_relay - 1` Bluetooth-only
 /// devices of its own; with `shared`, every Bluetooth device is also reached by the next relay.
-fn home(relays: u16, per_relay: u16, shared: bool) -> HomeSpec {
+fn home(relays: u16, per_relay: u16, shared: bool) -> SimHome {
     let mut b = HomeBuilder::new("chaos", 5);
     let mut next = 100u16;
     let mut owned: Vec<Vec<u16>> = Vec::new();
@@ -59,12 +59,12 @@ fn home(relays: u16, per_relay: u16, shared: bool) -> HomeSpec {
     b.build().unwrap()
 }
 
-fn mesh_ids(spec: &HomeSpec) -> Vec<u16> {
+fn mesh_ids(spec: &SimHome) -> Vec<u16> {
     spec.devices.iter().map(|d| d.mesh_id).collect()
 }
 
-fn sim_key(mesh: u16) -> SimKey {
-    SimKey {
+fn sim_key(mesh: u16) -> SimDeviceKey {
+    SimDeviceKey {
         home: 0,
         mesh_id: mesh,
     }
@@ -76,7 +76,7 @@ struct World {
     meshes: Vec<u16>,
 }
 
-async fn world(seed: u64, spec: HomeSpec, chaos: Chaos, min_routes: usize) -> World {
+async fn world(seed: u64, spec: SimHome, chaos: Chaos, min_routes: usize) -> World {
     let bridge = Bridge::start("").await;
     let meshes = mesh_ids(&spec);
     // Chaos starts once every link is up and every route known: the handshake is not what

@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 pub mod socat;
 pub mod text;
 
-#[cfg(test)]
-pub(crate) mod fixtures;
+pub mod fixtures;
 
 pub use socat::parse_socat;
 pub use text::{parse_text, write_text_record};

@@ -1,7 +1,7 @@
 //! `cync-bridge demo`: the bridge and a simulated home in one command, on a fresh machine.
 //!
 //! Uses the configured broker when one answers; otherwise (with the `embedded-broker` feature,
-//! on by default) starts a small built-in broker on the configured MQTT address, so nothing has
+//! on by default) starts an in-process broker (rumqttd) on the configured MQTT address, so nothing has
 //! to be installed. Prints what to subscribe to and a `mosquitto_pub` command that switches a
 //! light, then runs until Ctrl-C. The simulated devices are listed in a built-in device file,
 //! so Home Assistant shows them with names, areas and the right entity kinds.
@@ -49,19 +49,29 @@ pub fn run(args: &DemoArgs, out: &mut (impl Write + Send)) -> anyhow::Result<u8>
         Ok(config) => config,
         Err(code) => return Ok(code),
     };
+    #[cfg(feature = "embedded-broker")]
+    let config = quiet_broker_logs(config);
     common::init_logging(&config)?;
     common::runtime()?.block_on(demo(config, out))
+}
+
+/// The log filter with the embedded broker's logs off unless the filter or `RUST_LOG` asks
+/// for them (`broker::quiet_filter` says why).
+#[cfg(feature = "embedded-broker")]
+fn quiet_broker_logs(mut config: Config) -> Config {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    config.telemetry.log_filter =
+        crate::mqtt::broker::quiet_filter(&config.telemetry.log_filter, rust_log.as_deref());
+    config
 }
 
 async fn demo(mut config: Config, out: &mut (impl Write + Send)) -> anyhow::Result<u8> {
     config.mqtt.enabled = true;
     let broker = broker_addr(&config)?;
-    let tracker = tokio_util::task::TaskTracker::new();
-    let stop_broker = tokio_util::sync::CancellationToken::new();
     let embedded = if reachable(broker).await {
         false
     } else {
-        start_embedded(broker, &tracker, stop_broker.clone()).await?;
+        start_embedded(broker).await?;
         true
     };
     let running = match Running::start(&config, registry()).await? {
@@ -106,8 +116,6 @@ async fn demo(mut config: Config, out: &mut (impl Write + Send)) -> anyhow::Resu
     tracing::info!(signal, "shutting down");
     sim.shutdown().await;
     running.stop().await;
-    stop_broker.cancel();
-    common::drain(&tracker).await;
     Ok(0)
 }
 
@@ -128,33 +136,24 @@ async fn reachable(addr: SocketAddr) -> bool {
 }
 
 #[cfg(feature = "embedded-broker")]
-async fn start_embedded(
-    addr: SocketAddr,
-    tracker: &tokio_util::task::TaskTracker,
-    stop: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<()> {
-    crate::mqtt::broker::start(addr, tracker, stop)
-        .await
-        .with_context(|| {
-            format!("no broker answers on {addr} and the embedded one cannot listen there")
-        })?;
+async fn start_embedded(addr: SocketAddr) -> anyhow::Result<()> {
+    // rumqttd cannot be stopped: it ends with the process, right after `demo` returns.
+    crate::mqtt::broker::start(addr).await.with_context(|| {
+        format!("no broker answers on {addr} and the embedded one cannot listen there")
+    })?;
     tracing::info!(%addr, "no broker was reachable: started the embedded broker");
     Ok(())
 }
 
 #[cfg(not(feature = "embedded-broker"))]
-async fn start_embedded(
-    addr: SocketAddr,
-    _tracker: &tokio_util::task::TaskTracker,
-    _stop: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<()> {
+async fn start_embedded(addr: SocketAddr) -> anyhow::Result<()> {
     anyhow::bail!(
         "no MQTT broker answers on {addr}; start one (e.g. mosquitto) or build with the \
          embedded-broker feature"
     )
 }
 
-fn sim_home() -> anyhow::Result<crate::sim::HomeSpec> {
+fn sim_home() -> anyhow::Result<crate::sim::SimHome> {
     let mut home = HomeBuilder::new("Demo Home", 1);
     for &(mesh, type_id, _, _, wifi) in DEVICES {
         home = if wifi {

@@ -1,15 +1,19 @@
-//! De-duplication of device retransmits (issue 5), used by each session: a bounded LRU of (peer id, msg id) with a
-//! TTL, for packets that carry a per-session counter (device 0x83 and 0x73).
+//! De-duplication of device retransmits, used by each session: a bounded LRU of (peer id,
+//! msg id) with a TTL, for packets that carry a per-session counter (device 0x83 and 0x73).
 //!
 //! A repeat of a key seen within the TTL is a retransmit: the caller still acknowledges it (the
 //! device wants its 0x88/0x7B) but drops it before it touches state. Packets without a counter
 //! (every 0x43 carries `01 01 06`) must never go through here — a light that goes A→B→A has to
 //! reach B and then A again; those are made harmless by applying state idempotently instead.
 //!
-//! Pure data structure: time comes in as an argument, so tests need no clock.
+//! Pure data structure: time comes in as an argument, so tests need no clock. The `lru` crate
+//! keeps the order; a repeat is looked at with `peek`, never promoted, so least recently used
+//! is also first seen and the TTL counts from the first sighting, not the latest retransmit.
 
-use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
+
+use lru::LruCache;
 
 use crate::protocol::{MsgId, PeerId};
 
@@ -27,19 +31,18 @@ pub fn fingerprint(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Default capacity (issue 5: 1,000 entries).
+/// Entries per session: a device that retransmits does so within seconds, and a session
+/// rarely sees a thousand counter-carrying packets in five minutes.
 pub const DEFAULT_CAPACITY: usize = 1_000;
-/// Default time to live (issue 5: 5 minutes).
+/// Long past any device retransmit seen in captures (they come within seconds).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
 /// Bounded, time-limited memory of recently seen packets.
 #[derive(Debug)]
 pub struct Dedup {
-    capacity: usize,
     ttl: Duration,
-    seen: HashMap<Key, Instant>,
-    // Insertion order; an entry is live only if `seen` still holds the same instant for it.
-    order: VecDeque<(Key, Instant)>,
+    /// Key → when it was first seen.
+    seen: LruCache<Key, Instant>,
 }
 
 impl Default for Dedup {
@@ -49,32 +52,24 @@ impl Default for Dedup {
 }
 
 impl Dedup {
-    /// A window holding at most `capacity` keys for at most `ttl` each.
+    /// A window holding at most `capacity` keys (at least one) for at most `ttl` each.
     pub fn new(capacity: usize, ttl: Duration) -> Self {
-        let capacity = capacity.max(1);
-        Dedup {
-            capacity,
-            ttl,
-            // Grown on demand: one per session, and most sessions see a few packets a minute.
-            seen: HashMap::new(),
-            order: VecDeque::new(),
-        }
+        // `LruCache::new` would reserve room for `capacity` entries up front; one cache per
+        // session and most sessions see a few packets a minute, so start empty and bound it.
+        let mut seen = LruCache::unbounded();
+        seen.resize(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN));
+        Dedup { ttl, seen }
     }
 
     /// Records a packet and says whether it is new. `false` means a retransmit within the TTL.
     pub fn first_sighting(&mut self, peer: PeerId, msg: MsgId, print: u64, now: Instant) -> bool {
         self.expire(now);
         let key = (peer, msg, print);
-        if self.seen.contains_key(&key) {
+        if self.seen.peek(&key).is_some() {
             return false;
         }
-        while self.seen.len() >= self.capacity {
-            if !self.evict_oldest() {
-                break;
-            }
-        }
-        self.seen.insert(key, now);
-        self.order.push_back((key, now));
+        // At capacity this evicts the least recently inserted key.
+        self.seen.push(key, now);
         true
     }
 
@@ -89,25 +84,12 @@ impl Dedup {
     }
 
     fn expire(&mut self, now: Instant) {
-        while let Some(&(key, at)) = self.order.front() {
+        while let Some((_, &at)) = self.seen.peek_lru() {
             if now.saturating_duration_since(at) < self.ttl {
                 break;
             }
-            self.order.pop_front();
-            if self.seen.get(&key) == Some(&at) {
-                self.seen.remove(&key);
-            }
+            self.seen.pop_lru();
         }
-    }
-
-    fn evict_oldest(&mut self) -> bool {
-        while let Some((key, at)) = self.order.pop_front() {
-            if self.seen.get(&key) == Some(&at) {
-                self.seen.remove(&key);
-                return true;
-            }
-        }
-        false
     }
 }
 
@@ -157,6 +139,25 @@ mod tests {
         // 7, 8, 9 remain; 0 was evicted and counts as new.
         assert!(!d.first_sighting(P, MsgId::from_counter(9), 0, t0));
         assert!(d.first_sighting(P, MsgId::from_counter(0), 0, t0));
-        assert!(d.order.len() <= 4, "order queue stays bounded");
+        assert_eq!(d.len(), 3);
+    }
+
+    #[test]
+    fn a_retransmit_does_not_extend_the_ttl_or_save_a_key_from_eviction() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(300);
+        let mut d = Dedup::new(2, ttl);
+        let (a, b, c) = (MsgId([0, 1, 0]), MsgId([0, 2, 0]), MsgId([0, 3, 0]));
+        assert!(d.first_sighting(P, a, 0, t0));
+        assert!(d.first_sighting(P, b, 0, t0 + Duration::from_secs(1)));
+        // A repeat of `a` is a retransmit but leaves it the oldest...
+        assert!(!d.first_sighting(P, a, 0, t0 + Duration::from_secs(2)));
+        // ...so a third key pushes `a` out, not `b`.
+        assert!(d.first_sighting(P, c, 0, t0 + Duration::from_secs(3)));
+        assert!(!d.first_sighting(P, b, 0, t0 + Duration::from_secs(4)));
+        assert!(d.first_sighting(P, a, 0, t0 + Duration::from_secs(5)));
+        // `c` expires `ttl` after it was first seen, however often it came again.
+        assert!(!d.first_sighting(P, c, 0, t0 + Duration::from_secs(200)));
+        assert!(d.first_sighting(P, c, 0, t0 + Duration::from_secs(3) + ttl));
     }
 }

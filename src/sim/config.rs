@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::chaos::{Chaos, ChaosError};
-use super::home::{HomeError, HomeSpec};
+use super::home::{HomeError, SimHome};
 use super::recorder::DEFAULT_LOG_CAPACITY;
 use crate::protocol::Stuffing;
 
@@ -130,7 +130,7 @@ impl Default for Behaviour {
 
 /// Addresses one Wi-Fi device: its home (index) and mesh id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct DeviceKey {
+pub struct SimDeviceKey {
     /// Index of the home in [`SimConfig::homes`].
     pub home: usize,
     /// Mesh id inside that home.
@@ -143,7 +143,7 @@ pub struct SimConfig {
     /// Seed for every random decision (ids, profiles, chaos, backoff jitter, wall changes).
     pub seed: u64,
     /// The homes to simulate.
-    pub homes: Vec<HomeSpec>,
+    pub homes: Vec<SimHome>,
     /// Timers.
     pub timing: Timing,
     /// Open behaviour choices.
@@ -151,7 +151,7 @@ pub struct SimConfig {
     /// Chaos for every device without an override.
     pub chaos: Chaos,
     /// Per-device chaos replacing `chaos` for that device.
-    pub device_chaos: Vec<(DeviceKey, Chaos)>,
+    pub device_chaos: Vec<(SimDeviceKey, Chaos)>,
     /// Write every session to this capture-text file.
     pub record: Option<PathBuf>,
 }
@@ -183,7 +183,7 @@ pub enum ConfigError {
 
 impl SimConfig {
     /// A configuration with default timing, behaviour and no chaos.
-    pub fn new(seed: u64, homes: Vec<HomeSpec>) -> Self {
+    pub fn new(seed: u64, homes: Vec<SimHome>) -> Self {
         SimConfig {
             seed,
             homes,
@@ -196,7 +196,7 @@ impl SimConfig {
     }
 
     /// The chaos a device starts with.
-    pub fn chaos_for(&self, key: DeviceKey) -> &Chaos {
+    pub fn chaos_for(&self, key: SimDeviceKey) -> &Chaos {
         self.device_chaos
             .iter()
             .find(|(k, _)| *k == key)

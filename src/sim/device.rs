@@ -30,9 +30,10 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_openssl::SslStream;
 use tokio_util::sync::CancellationToken;
 
+use super::behaviour::BehaviourEngine;
 use super::chaos::{Chaos, ChaosCounters, Note, Partition};
-use super::config::{DeviceKey, Timing};
-use super::engine::{BehaviourEngine, PacketEngine, Release};
+use super::config::{SimDeviceKey, Timing};
+use super::engine::{PacketEngine, Release};
 use super::recorder::{PacketLog, Recorder};
 use super::session::{Emit, Logic};
 use super::state::Watch;
@@ -101,7 +102,7 @@ enum Event {
 
 /// Everything one device task owns.
 pub(crate) struct Device {
-    pub key: DeviceKey,
+    pub key: SimDeviceKey,
     pub addr: SocketAddr,
     pub connector: Arc<SslConnector>,
     pub logic: Logic,

@@ -2,10 +2,10 @@
 //! decision drawn from its own seeded RNG stream (see [`stream_seed`]).
 //!
 //! Why apart from the knobs: the knobs are a data format (TOML, CLI, handle); this is behaviour
-//! with its own tests of rates. [`PacketEngine`] works on whole packets of one direction;
-//! [`BehaviourEngine`] decides receipt fates, partitions, storms and backoff jitter. Must never
-//! panic on any packet or rate (rates are clamped, offsets stay inside the packet) and never hold
-//! a packet forever ([`REORDER_MAX_HOLD`]).
+//! with its own tests of rates. [`PacketEngine`] works on whole packets of one direction (the
+//! byte-level damage is `corrupt`'s); `behaviour` decides receipt fates, partitions, storms
+//! and backoff jitter. Must never panic on any packet or rate (rates are clamped, offsets stay
+//! inside the packet) and never hold a packet forever ([`REORDER_MAX_HOLD`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,10 +15,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use super::chaos::{
-    Chaos, ChaosCounters, LinkChaos, Note, PacketChaos, Partition, ReceiptChaos, REORDER_MAX_HOLD,
-};
-use crate::protocol::frame::{ESCAPE, MARKER};
+use super::chaos::{ChaosCounters, Note, PacketChaos, REORDER_MAX_HOLD};
+use super::corrupt::{break_header, flip_payload};
 
 /// A packet the engine lets through, with when to release it and what was done to it.
 #[derive(Clone, Debug)]
@@ -40,7 +38,7 @@ struct Held {
 
 /// True with probability `p`. Unlike `Rng::gen_bool` it never panics: a rate outside 0..=1 or
 /// NaN (which validation rejects, but a runtime change could slip past) acts as 0 or 1.
-fn chance(rng: &mut StdRng, p: f64) -> bool {
+pub(crate) fn chance(rng: &mut StdRng, p: f64) -> bool {
     p > 0.0 && rng.gen::<f64>() < p
 }
 
@@ -252,157 +250,6 @@ impl PacketEngine {
     }
 }
 
-/// Picks a byte value to XOR with `old` so that the result differs and is not a frame marker.
-fn flip_value(old: u8, rng: &mut StdRng) -> u8 {
-    loop {
-        let x: u8 = rng.gen_range(1..=255);
-        let new = old ^ x;
-        if new != MARKER && new != ESCAPE {
-            return new;
-        }
-    }
-}
-
-/// Flips one payload byte. For framed packets (0x73/0x83 with a frame) the byte is inside the
-/// frame payload, and with `fix` the checksum is moved by the same amount so only the meaning is
-/// wrong (a flip whose fixed checksum would be a marker byte is redrawn; after a few tries the
-/// checksum is left broken instead). Packets without a frame get a content byte flipped;
-/// packets without a body get their header broken (there is nothing else to corrupt). With
-/// escape stuffing on, offsets are those of the stuffed bytes, so the fix-up is best effort.
-fn flip_payload(b: &mut BytesMut, fix: bool, rng: &mut StdRng) {
-    let framed = matches!(b.first(), Some(0x73 | 0x83)) && b.len() >= 23;
-    // Payload: packet offsets 21 .. len-2 (checksum at len-2, end marker at len-1).
-    if framed && b.len() - 2 > 21 {
-        let end = b.len() - 2;
-        let at = rng.gen_range(21..end);
-        let old = b[at];
-        for _ in 0..16 {
-            let new = flip_value(old, rng);
-            let ck = b[end].wrapping_add(new.wrapping_sub(old));
-            if !fix || (ck != MARKER && ck != ESCAPE) {
-                b[at] = new;
-                if fix {
-                    b[end] = ck;
-                }
-                return;
-            }
-        }
-        b[at] = flip_value(old, rng);
-        return;
-    }
-    // Unframed: flip a content byte after the peer id and msg id when there is one (breaking
-    // the addressing would read as a broken header, a different knob), else any body byte.
-    let first = if b.len() > 12 { 12 } else { 5 };
-    if b.len() > first {
-        let at = rng.gen_range(first..b.len());
-        b[at] = flip_value(b[at], rng);
-    } else {
-        break_header(b, rng);
-    }
-}
-
-/// Breaks the 5-byte header: makes bytes 1..2 non-zero or moves the length by one.
-fn break_header(b: &mut BytesMut, rng: &mut StdRng) {
-    if b.len() < 5 {
-        b.resize(5, 0);
-    }
-    if rng.gen_bool(0.5) {
-        b[1] = rng.gen_range(1..=255);
-    } else {
-        let len = u16::from_be_bytes([b[3], b[4]]);
-        let moved = if rng.gen_bool(0.5) {
-            len.wrapping_add(1)
-        } else {
-            len.wrapping_sub(1)
-        };
-        b[3..5].copy_from_slice(&moved.to_be_bytes());
-    }
-}
-
-/// What the firmware does with one receipt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ReceiptFate {
-    /// Receipt with the response, in the same write.
-    Normal,
-    /// Receipt in its own write, this much later.
-    Delayed(Duration),
-    /// No receipt; the command is still executed.
-    Dropped,
-    /// Only the receipt; the command is not executed.
-    Only,
-}
-
-/// Applies [`ReceiptChaos`] and [`LinkChaos`] decisions, each from its own RNG stream.
-pub(crate) struct BehaviourEngine {
-    receipts: ReceiptChaos,
-    link: LinkChaos,
-    receipt_rng: StdRng,
-    link_rng: StdRng,
-}
-
-impl BehaviourEngine {
-    pub(crate) fn new(chaos: &Chaos, receipt_seed: u64, link_seed: u64) -> Self {
-        BehaviourEngine {
-            receipts: chaos.receipts.clone(),
-            link: chaos.link.clone(),
-            receipt_rng: StdRng::seed_from_u64(receipt_seed),
-            link_rng: StdRng::seed_from_u64(link_seed),
-        }
-    }
-
-    pub(crate) fn set_config(&mut self, chaos: &Chaos) {
-        self.receipts = chaos.receipts.clone();
-        self.link = chaos.link.clone();
-    }
-
-    pub(crate) fn link(&self) -> &LinkChaos {
-        &self.link
-    }
-
-    /// The fate of the receipt for one bridge 0x73.
-    pub(crate) fn receipt(&mut self) -> ReceiptFate {
-        let c = &self.receipts;
-        if c.delay + c.drop + c.receipt_only <= 0.0 {
-            return ReceiptFate::Normal;
-        }
-        let r: f64 = self.receipt_rng.gen();
-        if r < c.receipt_only {
-            ReceiptFate::Only
-        } else if r < c.receipt_only + c.drop {
-            ReceiptFate::Dropped
-        } else if r < c.receipt_only + c.drop + c.delay {
-            ReceiptFate::Delayed(Duration::from_millis(c.delay_ms))
-        } else {
-            ReceiptFate::Normal
-        }
-    }
-
-    /// Whether the link is partitioned after a packet the device sent.
-    pub(crate) fn partition(&mut self) -> Option<Partition> {
-        chance(&mut self.link_rng, self.link.partition).then_some(self.link.partition_kind)
-    }
-
-    /// Whether a freshly established connection is dropped at once (reconnect storm).
-    pub(crate) fn storm(&mut self) -> bool {
-        chance(&mut self.link_rng, self.link.reconnect_storm)
-    }
-
-    /// A factor in `1 ± jitter` for the reconnect backoff.
-    pub(crate) fn backoff_factor(&mut self, jitter: f64) -> f64 {
-        // NaN or out-of-range jitter must not panic `gen_range`: clamp it to 0..=1.
-        let jitter = if jitter.is_finite() {
-            jitter.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        if jitter == 0.0 {
-            1.0
-        } else {
-            self.link_rng.gen_range(1.0 - jitter..=1.0 + jitter)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     //! Rates checked on 20,000 synthetic packets with a fixed seed. Tolerance: ±0.01 absolute on
@@ -440,6 +287,16 @@ mod tests {
         }
         engine.expire(now + REORDER_MAX_HOLD, &mut out);
         (counters.snapshot(), out)
+    }
+
+    /// The frame of a decoded 0x83, which is what every test packet is.
+    fn status_frame(
+        decoded: Result<crate::protocol::Packet<'_>, crate::protocol::DecodeError>,
+    ) -> Result<crate::protocol::Frame<'_>, crate::protocol::FrameError> {
+        match decoded {
+            Ok(crate::protocol::Packet::Status(f)) => f.frame,
+            other => panic!("not a 0x83: {other:?}"),
+        }
     }
 
     fn close(measured: f64, expected: f64) {
@@ -482,16 +339,12 @@ mod tests {
             let decoded = crate::protocol::decode(&r.bytes);
             match r.note {
                 Some(Note::CorruptChecksum) => {
-                    let Ok(crate::protocol::Packet::Status(f)) = decoded else {
-                        panic!("{decoded:?}")
-                    };
-                    assert_eq!(f.frame.unwrap_err().reason(), "checksum");
+                    let frame = status_frame(decoded);
+                    assert_eq!(frame.unwrap_err().reason(), "checksum");
                 }
                 Some(Note::CorruptFixed) => {
-                    let Ok(crate::protocol::Packet::Status(f)) = decoded else {
-                        panic!("{decoded:?}")
-                    };
-                    assert!(f.frame.is_ok(), "checksum fixed up: {:?}", f.frame);
+                    let frame = status_frame(decoded);
+                    assert!(frame.is_ok(), "checksum fixed up: {frame:?}");
                 }
                 Some(Note::CorruptHeader) => {
                     assert!(r.bytes[1] != 0 || r.bytes[3..5] != [0x00, 0x25]);
@@ -592,35 +445,5 @@ mod tests {
                 engine.process(now, Bytes::from(p), &mut out, &mut lost);
             }
         }
-    }
-
-    #[test]
-    fn receipt_fates_at_their_rates() {
-        let chaos = Chaos {
-            receipts: ReceiptChaos {
-                delay: 0.1,
-                delay_ms: 500,
-                drop: 0.05,
-                receipt_only: 0.02,
-            },
-            ..Default::default()
-        };
-        let mut engine = BehaviourEngine::new(&chaos, 1, 2);
-        let mut counts = [0usize; 4];
-        for _ in 0..N {
-            let i = match engine.receipt() {
-                ReceiptFate::Normal => 0,
-                ReceiptFate::Delayed(d) => {
-                    assert_eq!(d, Duration::from_millis(500));
-                    1
-                }
-                ReceiptFate::Dropped => 2,
-                ReceiptFate::Only => 3,
-            };
-            counts[i] += 1;
-        }
-        close(counts[1] as f64 / N as f64, 0.1);
-        close(counts[2] as f64 / N as f64, 0.05);
-        close(counts[3] as f64 / N as f64, 0.02);
     }
 }

@@ -19,11 +19,11 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
 use super::chaos::{Chaos, ChaosCounts, Partition};
-use super::config::{ConfigError, DeviceKey};
+use super::config::{ConfigError, SimDeviceKey};
 use super::device::{Control, LinkState, Shared};
-use super::home::HomeSpec;
+use super::home::SimHome;
 use super::recorder::{LoggedPacket, Recorder};
-use super::state::{Applied, HomeRuntime};
+use super::state::{AppliedEvent, HomeRuntime};
 use super::stats::SessionStats;
 use super::tls::TlsConnectError;
 use crate::protocol::{LightState, PeerId};
@@ -47,10 +47,10 @@ pub enum SimError {
     },
     /// No device (or no Wi-Fi device, for session calls) with this key.
     #[error("no simulated device at home {} mesh id {}", .0.home, .0.mesh_id)]
-    UnknownDevice(DeviceKey),
+    UnknownDevice(SimDeviceKey),
     /// The device task has ended (the simulator was shut down).
     #[error("simulated device at home {} mesh id {} has stopped", .0.home, .0.mesh_id)]
-    Stopped(DeviceKey),
+    Stopped(SimDeviceKey),
     /// A wait ran out of time.
     #[error("timed out after {within:?} waiting for {what}")]
     Timeout {
@@ -64,7 +64,7 @@ pub enum SimError {
 /// Control and observation of one simulated Wi-Fi device.
 #[derive(Clone)]
 pub struct SessionHandle {
-    pub(crate) key: DeviceKey,
+    pub(crate) key: SimDeviceKey,
     pub(crate) device_id: PeerId,
     pub(crate) control: mpsc::Sender<Control>,
     pub(crate) shared: Arc<Shared>,
@@ -83,7 +83,7 @@ impl std::fmt::Debug for SessionHandle {
 
 impl SessionHandle {
     /// Home index and mesh id.
-    pub fn key(&self) -> DeviceKey {
+    pub fn key(&self) -> SimDeviceKey {
         self.key
     }
 
@@ -177,9 +177,9 @@ impl SessionHandle {
 pub(crate) struct Inner {
     pub homes: Vec<Arc<HomeRuntime>>,
     /// Applied-command events of every home.
-    pub applied: broadcast::Sender<Applied>,
+    pub applied: broadcast::Sender<AppliedEvent>,
     pub sessions: Vec<SessionHandle>,
-    pub by_key: BTreeMap<DeviceKey, usize>,
+    pub by_key: BTreeMap<SimDeviceKey, usize>,
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
     pub recorder: Mutex<Option<Arc<Recorder>>>,
@@ -210,7 +210,7 @@ impl SimHandle {
     }
 
     /// The Wi-Fi device at `key`.
-    pub fn session(&self, key: DeviceKey) -> Option<&SessionHandle> {
+    pub fn session(&self, key: SimDeviceKey) -> Option<&SessionHandle> {
         self.inner
             .by_key
             .get(&key)
@@ -232,11 +232,11 @@ impl SimHandle {
     }
 
     /// A home's description.
-    pub fn home(&self, index: usize) -> Option<&HomeSpec> {
+    pub fn home(&self, index: usize) -> Option<&SimHome> {
         self.inner.homes.get(index).map(|h| &h.spec)
     }
 
-    fn runtime(&self, key: DeviceKey) -> Result<&HomeRuntime, SimError> {
+    fn runtime(&self, key: SimDeviceKey) -> Result<&HomeRuntime, SimError> {
         self.inner
             .homes
             .get(key.home)
@@ -246,18 +246,18 @@ impl SimHandle {
     }
 
     /// A device's current state (any device, Wi-Fi or Bluetooth-only).
-    pub fn state(&self, key: DeviceKey) -> Option<LightState> {
+    pub fn state(&self, key: SimDeviceKey) -> Option<LightState> {
         self.runtime(key).ok()?.state(key.mesh_id)
     }
 
     /// A wired switch's mode as last set by a command (0 = never set).
-    pub fn switch_mode(&self, key: DeviceKey) -> u8 {
+    pub fn switch_mode(&self, key: SimDeviceKey) -> u8 {
         self.runtime(key).map_or(0, |h| h.switch_mode(key.mesh_id))
     }
 
     /// Commands applied to a device (duplicates and replays excluded; a group command counts
     /// once per member).
-    pub fn applied(&self, key: DeviceKey) -> u64 {
+    pub fn applied(&self, key: SimDeviceKey) -> u64 {
         self.runtime(key).map_or(0, |h| h.applied(key.mesh_id))
     }
 
@@ -266,13 +266,13 @@ impl SimHandle {
     /// event; a group command gives one per member. A subscriber that falls more than
     /// [`APPLIED_EVENTS`](super::state::APPLIED_EVENTS) events behind gets `Lagged`; the
     /// simulator never waits for it, and builds no event while nobody subscribes.
-    pub fn subscribe_applied(&self) -> broadcast::Receiver<Applied> {
+    pub fn subscribe_applied(&self) -> broadcast::Receiver<AppliedEvent> {
         self.inner.applied.subscribe()
     }
 
     /// Someone used the wall switch: the device takes `state` without any command, and every
     /// session responsible reports it (the device itself if it has Wi-Fi, its relays if not).
-    pub fn wall_change(&self, key: DeviceKey, state: LightState) -> Result<(), SimError> {
+    pub fn wall_change(&self, key: SimDeviceKey, state: LightState) -> Result<(), SimError> {
         if self.runtime(key)?.set_state(key.mesh_id, state) {
             Ok(())
         } else {
@@ -282,7 +282,7 @@ impl SimHandle {
 
     /// Cuts (`false`) or restores a Bluetooth-only device's power at the wall: its relays keep
     /// reporting it, with the online flag clear, as real relays do for a dark bulb.
-    pub fn set_powered(&self, key: DeviceKey, powered: bool) -> Result<(), SimError> {
+    pub fn set_powered(&self, key: SimDeviceKey, powered: bool) -> Result<(), SimError> {
         if self.runtime(key)?.set_powered(key.mesh_id, powered) {
             Ok(())
         } else {

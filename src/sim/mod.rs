@@ -9,14 +9,16 @@
 //!
 //! # Layout
 //!
-//! - [`home`]: what a home is (devices, relays, groups); [`home::HomeBuilder`], [`home::generate`].
-//! - `state`: a home's live state, applied-command counts and events ([`Applied`]), replay
+//! - [`home`]: what a home is (devices, relays, groups); [`home::HomeBuilder`]; `generate`:
+//!   [`home::generate`], homes drawn from a seed.
+//! - `state`: a home's live state, applied-command counts and events ([`AppliedEvent`]), replay
 //!   cache, report fan-out.
 //! - [`profile`]: the connect sequences real devices show.
 //! - `packets`: the packets one device sends, built with the codec.
 //! - `session`: one device's protocol behaviour, without I/O.
 //! - `device`: one device's task: sockets, timers, reconnects, chaos application.
-//! - [`chaos`]: the knobs and the deterministic engines.
+//! - [`chaos`]: the knobs; `engine` (per packet), `corrupt` (byte damage) and `behaviour`
+//!   (receipts, link): the deterministic engines that apply them.
 //! - [`config`], [`scenario`]: settings, from Rust, TOML or CLI flags.
 //! - `runner` ([`Simulator`]), `handle` ([`SimHandle`], [`SessionHandle`]): starting a simulator
 //!   and controlling it at runtime.
@@ -27,7 +29,7 @@
 //!
 //! ```no_run
 //! # async fn demo(bridge: std::net::SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
-//! use cync_bridge::sim::{DeviceKey, HomeBuilder, SimConfig, Simulator};
+//! use cync_bridge::sim::{SimDeviceKey, HomeBuilder, SimConfig, Simulator};
 //! let home = HomeBuilder::new("test", 1)
 //!     .wifi(1, 137)
 //!     .bluetooth(2, 21)
@@ -35,16 +37,19 @@
 //!     .build()?;
 //! let sim = Simulator::start(SimConfig::new(7, vec![home]), bridge).await?;
 //! sim.wait_ready(std::time::Duration::from_secs(5)).await?;
-//! let relay = DeviceKey { home: 0, mesh_id: 1 };
+//! let relay = SimDeviceKey { home: 0, mesh_id: 1 };
 //! assert_eq!(sim.applied(relay), 0);
 //! sim.shutdown().await;
 //! # Ok(()) }
 //! ```
 
+mod behaviour;
 pub mod chaos;
 pub mod config;
+mod corrupt;
 mod device;
 mod engine;
+mod generate;
 mod handle;
 pub mod home;
 mod packets;
@@ -58,12 +63,12 @@ mod stats;
 pub mod tls;
 
 pub use chaos::{Chaos, ChaosCounts, LinkChaos, Note, PacketChaos, Partition, ReceiptChaos};
-pub use config::{Behaviour, CounterPolicy, DeviceKey, FrameStuffing, SimConfig, Timing};
+pub use config::{Behaviour, CounterPolicy, FrameStuffing, SimConfig, SimDeviceKey, Timing};
 pub use device::LinkState;
 pub use handle::{SessionHandle, SimError, SimHandle};
-pub use home::{generate, DeviceSpec, GenerateParams, GroupSpec, HomeBuilder, HomeSpec, WifiSpec};
+pub use home::{generate, GenerateParams, HomeBuilder, SimDevice, SimGroup, SimHome, SimWifi};
 pub use profile::ConnectProfile;
 pub use recorder::LoggedPacket;
 pub use runner::Simulator;
-pub use state::{Applied, APPLIED_EVENTS};
+pub use state::{AppliedEvent, APPLIED_EVENTS};
 pub use stats::SessionStats;

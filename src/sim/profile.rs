@@ -16,7 +16,7 @@
 //! read), but its author elided bytes in that read, so it cannot be checked against the
 //! simulator byte for byte and is not offered.
 //!
-//! Owns only the tables; the session turns [`Item`]s into packets. Must never send anything
+//! Owns only the tables; the session turns `Item`s into packets. Must never send anything
 //! before the 0x23 (§1.1: the first application bytes are always the hello).
 
 use std::time::Duration;

@@ -1,11 +1,11 @@
 //! What a simulated device saw and did, kept for tests and written for humans.
 //!
-//! * [`PacketLog`]: per device, a **bounded ring** of every packet sent and received (after
+//! * `PacketLog`: per device, a **bounded ring** of every packet sent and received (after
 //!   framing), each tagged with what chaos did to it. The capacity is a setting
 //!   (`log_capacity`, default [`DEFAULT_LOG_CAPACITY`]); when full the oldest entry goes and the
 //!   session's `log_evicted` counter says how many did, so a long run cannot grow without bound
 //!   and a test can tell it did not see everything.
-//! * [`Recorder`]: an optional capture-text file (PROTOCOL.md §12.1, the format
+//! * `Recorder`: an optional capture-text file (docs/protocol.md, "Capture text": the format
 //!   `cync-bridge decode` reads) with one record per socket write (`DEV→CLOUD`) and per socket
 //!   read (`CLOUD→DEV`) of every session, like the MITM captures. Sessions hand lines to one
 //!   writer task over a bounded channel; when it is full the line is dropped and counted — a

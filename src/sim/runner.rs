@@ -20,12 +20,13 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::behaviour::BehaviourEngine;
 use super::chaos::ChaosCounters;
-use super::config::{DeviceKey, SimConfig, Timing};
+use super::config::{SimConfig, SimDeviceKey, Timing};
 use super::device::{Device, LinkState, Shared, CONTROL_QUEUE};
-use super::engine::{stream_seed, BehaviourEngine, PacketEngine};
+use super::engine::{stream_seed, PacketEngine};
 use super::handle::{Inner, SessionHandle, SimError, SimHandle};
-use super::home::{DeviceSpec, WifiSpec};
+use super::home::{SimDevice, SimWifi};
 use super::packets::{Identity, Packets};
 use super::recorder::{PacketLog, Recorder};
 use super::session::{Logic, LogicSettings};
@@ -124,12 +125,24 @@ async fn open_recorder(
 async fn guarded(
     task: impl std::future::Future<Output = ()>,
     panics: Arc<AtomicU64>,
-    key: DeviceKey,
+    key: SimDeviceKey,
 ) {
     if AssertUnwindSafe(task).catch_unwind().await.is_err() {
         panics.fetch_add(1, Ordering::Relaxed);
         tracing::error!(device = ?key, "simulated device task panicked");
     }
+}
+
+/// Where one Wi-Fi device sits: its home, its place among the home's Wi-Fi devices (`slot`,
+/// which indexes the home's per-device runtime state) and its number across all homes
+/// (`index`, which picks its RNG streams).
+#[derive(Clone, Copy)]
+struct Seat<'a> {
+    home: &'a Arc<HomeRuntime>,
+    slot: usize,
+    spec: &'a SimDevice,
+    wifi: &'a SimWifi,
+    index: u64,
 }
 
 struct Ctx<'a> {
@@ -147,14 +160,21 @@ impl Ctx<'_> {
         homes: &[Arc<HomeRuntime>],
         tracker: &TaskTracker,
         panics: &Arc<AtomicU64>,
-    ) -> (Vec<SessionHandle>, BTreeMap<DeviceKey, usize>) {
+    ) -> (Vec<SessionHandle>, BTreeMap<SimDeviceKey, usize>) {
         let config = self.config;
         let mut sessions = Vec::new();
         let mut by_key = BTreeMap::new();
         let mut index = 0u64;
         for home in homes {
             for (slot, (spec, wifi)) in home.spec.wifi_devices().enumerate() {
-                let (device, handle) = self.device(home, slot, spec, wifi, index);
+                let seat = Seat {
+                    home,
+                    slot,
+                    spec,
+                    wifi,
+                    index,
+                };
+                let (device, handle) = self.device(&seat);
                 by_key.insert(handle.key, sessions.len());
                 tracker.spawn(guarded(device.run(), panics.clone(), handle.key));
                 sessions.push(handle);
@@ -173,19 +193,18 @@ impl Ctx<'_> {
         (sessions, by_key)
     }
 
-    /// Builds the task and the handle of the Wi-Fi device in `slot` of `home`; `index` numbers
-    /// devices across homes for their RNG streams.
-    fn device(
-        &self,
-        home: &Arc<HomeRuntime>,
-        slot: usize,
-        spec: &DeviceSpec,
-        wifi: &WifiSpec,
-        index: u64,
-    ) -> (Device, SessionHandle) {
+    /// Builds the task and the handle of the Wi-Fi device at `seat`.
+    fn device(&self, seat: &Seat<'_>) -> (Device, SessionHandle) {
+        let Seat {
+            home,
+            slot,
+            spec,
+            wifi,
+            index,
+        } = *seat;
         let cfg = self.config;
         let seed = |s| stream_seed(cfg.seed, index, s);
-        let key = DeviceKey {
+        let key = SimDeviceKey {
             home: home.index,
             mesh_id: spec.mesh_id,
         };
@@ -197,7 +216,7 @@ impl Ctx<'_> {
             from_bridge: Arc::new(ChaosCounters::default()),
             link: watch::Sender::new(LinkState::Connecting),
         });
-        let logic = self.logic(home, slot, spec, wifi, index, shared.counters.clone());
+        let logic = self.logic(seat, shared.counters.clone());
         let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let handle = SessionHandle {
             key,
@@ -239,17 +258,10 @@ impl Ctx<'_> {
     }
 
     /// The protocol behaviour of one device.
-    fn logic(
-        &self,
-        home: &Arc<HomeRuntime>,
-        slot: usize,
-        spec: &DeviceSpec,
-        wifi: &WifiSpec,
-        index: u64,
-        counters: Arc<Counters>,
-    ) -> Logic {
+    fn logic(&self, seat: &Seat<'_>, counters: Arc<Counters>) -> Logic {
+        let (spec, wifi) = (seat.spec, seat.wifi);
         let cfg = self.config;
-        let mut rng = StdRng::seed_from_u64(stream_seed(cfg.seed, index, stream::RSSI));
+        let mut rng = StdRng::seed_from_u64(stream_seed(cfg.seed, seat.index, stream::RSSI));
         let identity = Identity {
             mesh_id: spec.mesh_id,
             type_id: spec.type_id,
@@ -260,15 +272,15 @@ impl Ctx<'_> {
             rssi: rng.gen_range(-53..=-31),
         };
         Logic::new(
-            home.clone(),
-            slot,
+            seat.home.clone(),
+            seat.slot,
             Packets::new(identity, cfg.behaviour.stuffing.into()),
             LogicSettings {
                 profile: wifi.profile,
                 relay_responds: cfg.behaviour.relay_responds,
                 report_delay: Timing::ms(cfg.timing.report_delay_ms),
                 counter_policy: cfg.behaviour.counters,
-                seed: stream_seed(cfg.seed, index, stream::LOGIC),
+                seed: stream_seed(cfg.seed, seat.index, stream::LOGIC),
             },
             counters,
         )

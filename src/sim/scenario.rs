@@ -48,7 +48,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::chaos::Chaos;
-use super::config::{Behaviour, ConfigError, DeviceKey, SimConfig, Timing};
+use super::config::{Behaviour, ConfigError, SimConfig, SimDeviceKey, Timing};
 use super::home::{generate, GenerateParams, HomeError};
 
 /// Per-device chaos in a scenario.
@@ -147,7 +147,7 @@ impl Scenario {
                 .into_iter()
                 .map(|d| {
                     (
-                        DeviceKey {
+                        SimDeviceKey {
                             home: d.home,
                             mesh_id: d.mesh_id,
                         },
@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(scenario.chaos.link.partition_kind, Partition::Reset);
         let config = scenario.into_config().unwrap();
         assert_eq!(config.homes[0].wifi_devices().count(), 4);
-        let key = DeviceKey {
+        let key = SimDeviceKey {
             home: 0,
             mesh_id: 1,
         };

@@ -30,8 +30,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
+use super::behaviour::{BehaviourEngine, ReceiptFate};
 use super::config::CounterPolicy;
-use super::engine::{BehaviourEngine, ReceiptFate};
 use super::packets::Packets;
 use super::profile::{ConnectProfile, Item, When};
 use super::state::{HomeRuntime, IdSet, Outcome};
@@ -60,6 +60,18 @@ impl Emit {
     fn later(delay: Duration, packets: Vec<Bytes>) -> Self {
         Emit { delay, packets }
     }
+}
+
+/// One understood bridge request, as `execute` needs it.
+struct Request<'a> {
+    now: Instant,
+    peer: PeerId,
+    tx: u32,
+    command: &'a Command,
+    /// The command's sequence number, for replay detection.
+    sno: Option<u32>,
+    /// Its (peer, msg id) was seen before: answer again, change nothing.
+    duplicate: bool,
 }
 
 /// The device's protocol state.
@@ -322,28 +334,29 @@ impl Logic {
             }
             self.seen.push_back((f.peer, f.msg));
         }
-        let (responses, later) = self.execute(now, f.peer, tx, &command, sno, duplicate);
+        let request = Request {
+            now,
+            peer: f.peer,
+            tx,
+            command: &command,
+            sno,
+            duplicate,
+        };
+        let (responses, later) = self.execute(&request);
         self.acknowledge(fate, f.peer, f.msg, responses, later)
     }
 
     /// Response(s) now and report write(s) later for one understood request.
-    fn execute(
-        &mut self,
-        now: Instant,
-        peer: PeerId,
-        tx: u32,
-        command: &Command,
-        sno: Option<u32>,
-        duplicate: bool,
-    ) -> (Vec<Bytes>, Vec<Emit>) {
-        let op = command.frame_op();
-        match command {
+    fn execute(&mut self, r: &Request<'_>) -> (Vec<Bytes>, Vec<Emit>) {
+        let (peer, tx) = (r.peer, r.tx);
+        let op = r.command.frame_op();
+        match r.command {
             Command::MeshInfoRequest => (self.packets.mesh_info(&self.home, peer, tx), Vec::new()),
             Command::MeshAck => (Vec::new(), Vec::new()),
             Command::ModeFollowUp => (vec![self.packets.response(peer, tx, op)], Vec::new()),
             Command::Query { .. } => {
                 let response = vec![self.packets.response(peer, tx, op)];
-                if duplicate {
+                if r.duplicate {
                     return (response, Vec::new());
                 }
                 let params = self.packets.announce_params();
@@ -353,19 +366,12 @@ impl Logic {
                     vec![Emit::later(self.report_delay, vec![announce])],
                 )
             }
-            _ => self.execute_state(now, peer, tx, command, sno, duplicate),
+            _ => self.execute_state(r),
         }
     }
 
-    fn execute_state(
-        &mut self,
-        now: Instant,
-        peer: PeerId,
-        tx: u32,
-        command: &Command,
-        sno: Option<u32>,
-        duplicate: bool,
-    ) -> (Vec<Bytes>, Vec<Emit>) {
+    fn execute_state(&mut self, r: &Request<'_>) -> (Vec<Bytes>, Vec<Emit>) {
+        let (tx, command) = (r.tx, r.command);
         let target = command.target().unwrap_or(0);
         let spec = &self.home.spec;
         let known = spec.device(target).is_some() || spec.group(target).is_some();
@@ -375,15 +381,18 @@ impl Logic {
         }
         let own_or_group = target == self.me() || spec.group(target).is_some();
         let response = if own_or_group || self.relay_responds {
-            vec![self.packets.response(peer, tx, command.frame_op())]
+            vec![self.packets.response(r.peer, tx, command.frame_op())]
         } else {
             Vec::new()
         };
-        if duplicate {
+        if r.duplicate {
             return (response, Vec::new());
         }
         self.last_tx = tx;
-        let ids = match self.home.apply_command(command, sno, Some(self.slot), now) {
+        let ids = match self
+            .home
+            .apply_command(command, r.sno, Some(self.slot), r.now)
+        {
             Outcome::Applied(ids) => ids,
             Outcome::Replay => {
                 Counters::inc(&self.counters.replays);

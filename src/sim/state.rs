@@ -31,8 +31,8 @@ use std::time::Duration;
 use tokio::sync::{broadcast, Notify};
 use tokio::time::Instant;
 
-use super::config::DeviceKey;
-use super::home::HomeSpec;
+use super::config::SimDeviceKey;
+use super::home::SimHome;
 use crate::device::catalog;
 use crate::protocol::content::{TEMP_EFFECT, TEMP_RGB_MODE};
 use crate::protocol::{Command, LightColor, LightState};
@@ -49,9 +49,9 @@ pub const APPLIED_EVENTS: usize = 4096;
 /// One command applied to one device, and when: what a latency measurement needs to know that a
 /// command reached the device (a group command gives one event per member).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Applied {
+pub struct AppliedEvent {
     /// The device.
-    pub key: DeviceKey,
+    pub key: SimDeviceKey,
     /// Its state after the command.
     pub state: LightState,
     /// When the command was applied.
@@ -188,7 +188,7 @@ struct Inner {
 /// The shared state of one home.
 pub(crate) struct HomeRuntime {
     pub(crate) index: usize,
-    pub(crate) spec: HomeSpec,
+    pub(crate) spec: SimHome,
     inner: Mutex<Inner>,
     /// One per Wi-Fi device, in `spec.wifi_devices()` order (the session's slot).
     pub(crate) watches: Vec<std::sync::Arc<Watch>>,
@@ -196,7 +196,7 @@ pub(crate) struct HomeRuntime {
     relays_of: Vec<Vec<usize>>,
     applied: Vec<AtomicU64>,
     /// Applied-command events; only built when someone subscribed.
-    applied_events: broadcast::Sender<Applied>,
+    applied_events: broadcast::Sender<AppliedEvent>,
     wall_changes: AtomicU64,
     /// Mesh ids whose power is cut at the wall: relays report them with the online flag clear.
     unpowered: Vec<std::sync::atomic::AtomicBool>,
@@ -205,8 +205,8 @@ pub(crate) struct HomeRuntime {
 impl HomeRuntime {
     pub(crate) fn new(
         index: usize,
-        spec: HomeSpec,
-        applied_events: broadcast::Sender<Applied>,
+        spec: SimHome,
+        applied_events: broadcast::Sender<AppliedEvent>,
     ) -> Self {
         let mut states = vec![None; 256];
         let mut own_slot = vec![None; 256];
@@ -355,12 +355,12 @@ impl HomeRuntime {
         if !after.is_empty() {
             let at = std::time::Instant::now();
             for (mesh_id, state) in after {
-                let key = DeviceKey {
+                let key = SimDeviceKey {
                     home: self.index,
                     mesh_id,
                 };
                 // No subscriber left is fine: nobody is measuring any more.
-                let _ = self.applied_events.send(Applied { key, state, at });
+                let _ = self.applied_events.send(AppliedEvent { key, state, at });
             }
         }
         Outcome::Applied(ids)

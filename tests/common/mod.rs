@@ -1,32 +1,15 @@
 //! Helpers shared by the integration tests: a minimal bridge-like server built only from the
-//! codec and `server::tls::build_acceptor` ([`server`]), access to the real captures in
-//! `../shared/fixtures` ([`fixtures`], [`shared_fixture`]) and a private Mosquitto broker
-//! ([`Mosquitto`]).
+//! codec and `server::tls::build_acceptor` ([`server`]) and a private Mosquitto broker
+//! ([`Mosquitto`]). The real captures in `../shared/fixtures` come through the library's
+//! `capture::fixtures`, so the skip-or-fail rule lives in one place.
 //!
 //! Each test binary uses a different subset, so unused helpers are expected here.
 #![allow(dead_code)]
 
-pub mod fixtures;
 pub mod rig;
 pub mod server;
 
 use std::path::PathBuf;
-
-/// Path of a file under `../shared/fixtures`, or `None` (after saying so) when the shared
-/// folder is absent — unless `CYNC_REQUIRE_SHARED_FIXTURES=1`, which makes absence a failure.
-pub fn shared_fixture(rel: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
-        .join(rel);
-    if path.exists() {
-        return Some(path);
-    }
-    if std::env::var("CYNC_REQUIRE_SHARED_FIXTURES").as_deref() == Ok("1") {
-        panic!("shared fixture {} is required but missing", path.display());
-    }
-    eprintln!("SKIPPED: shared fixture {} is absent", path.display());
-    None
-}
 
 /// A private Mosquitto broker on a free loopback port, killed on drop.
 pub struct Mosquitto {

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use cync_bridge::capture::Direction;
-use cync_bridge::protocol::{Command, MsgId};
+use cync_bridge::protocol::{Command, MsgId, Packet};
 use cync_bridge::sim::{
-    Chaos, DeviceKey, HomeBuilder, LinkState, Note, PacketChaos, SessionHandle, SimConfig,
+    Chaos, HomeBuilder, LinkState, Note, PacketChaos, SessionHandle, SimConfig, SimDeviceKey,
     SimHandle, Simulator,
 };
 use tokio::time::Instant;
@@ -15,7 +15,7 @@ use super::server::{Conn, Received, ServerOptions, TestServer};
 
 pub const SEED: u64 = 20_251_106;
 pub const WAIT: Duration = Duration::from_secs(60);
-pub const KEY: DeviceKey = DeviceKey {
+pub const KEY: SimDeviceKey = SimDeviceKey {
     home: 0,
     mesh_id: 1,
 };
@@ -64,6 +64,67 @@ impl Rig {
         })
         .await;
         self.stop_device().await;
+    }
+
+    /// Applies `chaos`, then runs (virtual time, an hour at most) until `done`; the device
+    /// stays connected, unlike [`Rig::offer_to_bridge`].
+    pub async fn chaos_until(&self, chaos: Chaos, done: impl Fn(&Rig) -> bool) {
+        self.device().set_chaos(chaos).await.unwrap();
+        self.run_until(Duration::from_secs(3600), done).await;
+    }
+
+    /// Turns chaos off and waits until the device is connected and ready again.
+    pub async fn calm_down(&self) {
+        self.device().set_chaos(Chaos::default()).await.unwrap();
+        self.device()
+            .wait_link(LinkState::Ready, WAIT)
+            .await
+            .unwrap();
+    }
+
+    /// Sends one command that every device answers (0x73 mesh ack) and returns when its 0x7B
+    /// receipt reached the server: the proof that the link still works.
+    pub async fn receipt_for_mesh_ack(&self) -> Instant {
+        let from = self.conn.packets().len();
+        let seq = self.conn.send_command(Command::MeshAck).await;
+        let (_, receipt) = self
+            .conn
+            .wait_for(
+                from,
+                WAIT,
+                |p| matches!(p, Packet::Receipt { msg, .. } if *msg == seq.msg),
+            )
+            .await
+            .expect("a receipt for the mesh ack: the link still works");
+        receipt.at
+    }
+
+    /// Sends `n` power commands under `knobs` on the bridge→device direction, waits for the
+    /// last one's receipt, then two more seconds for stragglers (duplicates, retransmits).
+    pub async fn commands_under(&self, knobs: PacketChaos, n: usize) {
+        self.device().set_chaos(from_bridge(knobs)).await.unwrap();
+        let msgs = self.commands(n).await;
+        let last = *msgs.last().unwrap();
+        self.conn
+            .wait_for(
+                0,
+                WAIT,
+                |p| matches!(p, Packet::Receipt { msg, .. } if *msg == last),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    /// Packets of `kind` the server has received from the device on the first connection.
+    pub fn received(&self, kind: u8) -> u64 {
+        let n = self
+            .conn
+            .packets()
+            .iter()
+            .filter(|r| r.kind() == kind)
+            .count();
+        n as u64
     }
 
     /// Takes the device offline (FIN) so that everything it wrote has been read by the server.
