@@ -111,7 +111,12 @@ async fn unknown_paths_get_404_and_other_methods_405() {
     )
     .await;
     assert_eq!(post.status, 405);
-    assert_eq!(header(&post.head, "allow"), Some("GET, HEAD"));
+    let allow: Vec<&str> = header(&post.head, "allow")
+        .unwrap()
+        .split(',')
+        .map(str::trim)
+        .collect();
+    assert_eq!(allow, ["GET", "HEAD"]);
     // A query string does not change the route.
     assert_eq!(get(endpoint.addr, "/metrics?debug=1").await.status, 200);
 }
@@ -181,10 +186,20 @@ async fn a_client_that_sends_nothing_is_disconnected_after_the_read_timeout() {
         ..HttpLimits::default()
     }))
     .await;
+    let started = tokio::time::Instant::now();
     let mut idle = TcpStream::connect(endpoint.addr).await.unwrap();
     // With the clock paused, tokio advances it to the server's deadline once everyone is idle.
-    let reply = read_reply(&mut idle).await;
-    assert_eq!(reply.status, 408);
+    // hyper closes the connection without an answer (no 408) when the head does not arrive.
+    let mut raw = Vec::new();
+    let _ = idle.read_to_end(&mut raw).await;
+    assert!(raw.is_empty(), "{:?}", String::from_utf8_lossy(&raw));
+    // Virtual time: cut at the 5 s read deadline, not at the 15 s total one.
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+    assert_eq!(get(endpoint.addr, "/healthz").await.status, 200);
 }
 
 #[tokio::test]
@@ -198,9 +213,12 @@ async fn head_requests_get_headers_only() {
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
     let raw = String::from_utf8(raw).unwrap();
-    assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw:?}");
+    assert!(
+        raw.starts_with("HTTP/1.1 200 OK\r\n") || raw.starts_with("HTTP/1.0 200 OK\r\n"),
+        "{raw:?}"
+    );
     assert!(raw.ends_with("\r\n\r\n"), "{raw:?}");
-    assert!(raw.contains("Content-Length: 3\r\n"));
+    assert_eq!(header(&raw, "content-length"), Some("3"), "{raw:?}");
 }
 
 #[tokio::test]
