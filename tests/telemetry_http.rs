@@ -244,3 +244,55 @@ async fn cancelling_the_token_stops_the_server_and_frees_the_port() {
     assert!(rest.is_empty());
     assert!(TcpStream::connect(endpoint.addr).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_idle_connections_cannot_starve_healthz_or_the_healthcheck_command() {
+    let endpoint = start(None).await;
+    let _component = endpoint.health.register("device_listener");
+    let limit = HttpLimits::default().max_connections;
+    let mut idle = Vec::new();
+    for i in 0..120 {
+        let mut stream = TcpStream::connect(endpoint.addr).await.unwrap();
+        if i % 2 == 0 {
+            // Half of them trickle the start of a request and stop.
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHo")
+                .await
+                .unwrap();
+        }
+        idle.push(stream);
+    }
+
+    let reply = get(endpoint.addr, "/healthz").await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"));
+    let addr = endpoint.addr.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cync-bridge"))
+            .args(["healthcheck", "--addr", &addr, "--timeout", "10"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("healthy: "), "{stdout}");
+
+    // The oldest idle connections were shed to make room: closed by the server, not left open.
+    let mut closed = 0;
+    for stream in &mut idle {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buf)).await;
+        if matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 120 - limit,
+        "only {closed} of 120 idle connections were shed"
+    );
+}

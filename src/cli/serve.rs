@@ -22,6 +22,7 @@ use crate::bridge::{self, BridgeSettings, Registry};
 use crate::config::Config;
 use crate::device::StateStore;
 use crate::server::{DeviceServer, Services};
+use crate::telemetry::access::{AccessRule, DEFAULT_INGRESS_PEERS};
 use crate::telemetry::{self, Health, Metrics};
 use crate::transport::SelectedTransport;
 
@@ -112,11 +113,22 @@ impl Running {
             })?;
         let telemetry_addr = endpoint.local_addr()?;
         server.spawn(&tracker, &health);
-        tracker.spawn(telemetry::serve(
+        // The admin token exists from the first start on, so subcommands can always read it.
+        let access = AccessRule::load_or_create(
+            &config.data_dir,
+            Vec::new(),
+            DEFAULT_INGRESS_PEERS.to_vec(),
+        )
+        .context("cannot prepare the admin token for the telemetry endpoint")?;
+        // State-changing endpoints (rollout admin, setup page) are added to this router.
+        let admin = axum::Router::new();
+        let router =
+            telemetry::endpoints::router(metrics, health.clone()).merge(access.protect(admin));
+        tracker.spawn(telemetry::serve_router(
             endpoint,
-            metrics,
-            health.clone(),
+            router,
             shutdown.clone(),
+            telemetry::HttpLimits::default(),
         ));
         tracker.spawn(log_state_changes(
             Arc::clone(&services.state),

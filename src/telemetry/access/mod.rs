@@ -20,6 +20,10 @@
 //!    forms, the `csrf_token` field — otherwise 403. Pages embed it in their forms; a bearer
 //!    client sending JSON needs none, since browsers never attach a bearer token on their own.
 //!
+//! Requests from an ingress peer skip checks 1–3: the Supervisor has authenticated the user, it
+//! rewrites `Host` to the add-on's own name, and the browser's `Origin` is Home Assistant's; so
+//! every unsafe request through ingress needs the CSRF token instead (check 4).
+//!
 //! Refusals are a short plain-text reason; nothing about the token reaches a log or a response.
 
 pub mod client;
@@ -97,7 +101,12 @@ impl AccessRule {
 
     /// `admin` with this rule in front of every route it has; merge the result into the router
     /// given to [`serve_router`](super::http::serve_router).
+    /// Unknown paths stay 404 without any check (the rule guards routes, not the fallback).
     pub fn protect(&self, admin: Router) -> Router {
+        if !admin.has_routes() {
+            // axum refuses (panics on) a route layer over no routes; nothing to guard anyway.
+            return admin;
+        }
         admin.route_layer(middleware::from_fn_with_state(self.clone(), guard))
     }
 }
@@ -116,25 +125,16 @@ fn refuse(status: StatusCode, reason: &'static str) -> Response {
 
 async fn guard(State(rule): State<AccessRule>, request: Request, next: Next) -> Response {
     let rule = &*rule.inner;
-    let headers = request.headers();
-    let Some(host) = header_str(headers, header::HOST) else {
-        return refuse(StatusCode::FORBIDDEN, "missing Host header\n");
-    };
-    if !rule.host_allowed(host) {
-        return refuse(StatusCode::FORBIDDEN, "Host not allowed\n");
-    }
-    if headers.contains_key(header::ORIGIN)
-        && !header_str(headers, header::ORIGIN).is_some_and(|o| origin_matches(o, host))
-    {
-        return refuse(StatusCode::FORBIDDEN, "Origin does not match Host\n");
-    }
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| canonical(addr.ip()));
     let via_ingress = peer.is_some_and(|ip| rule.ingress_peers.contains(&ip));
-    if !via_ingress && !rule.bearer_ok(headers) {
-        return refuse(StatusCode::UNAUTHORIZED, "missing or wrong admin token\n");
+    let headers = request.headers();
+    if !via_ingress {
+        if let Err(reason) = rule.direct_request_ok(headers) {
+            return refuse(reason.0, reason.1);
+        }
     }
     let unsafe_method = !matches!(
         *request.method(),
@@ -163,7 +163,35 @@ async fn guard(State(rule): State<AccessRule>, request: Request, next: Next) -> 
         .await
 }
 
+/// Why a request was refused: status and reason.
+struct Refusal(StatusCode, &'static str);
+
 impl Rule {
+    /// Checks 1–3 for a request that did not come through ingress.
+    fn direct_request_ok(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        let Some(host) = header_str(headers, header::HOST) else {
+            return Err(Refusal(StatusCode::FORBIDDEN, "missing Host header\n"));
+        };
+        if !self.host_allowed(host) {
+            return Err(Refusal(StatusCode::FORBIDDEN, "Host not allowed\n"));
+        }
+        if headers.contains_key(header::ORIGIN)
+            && !header_str(headers, header::ORIGIN).is_some_and(|o| origin_matches(o, host))
+        {
+            return Err(Refusal(
+                StatusCode::FORBIDDEN,
+                "Origin does not match Host\n",
+            ));
+        }
+        if !self.bearer_ok(headers) {
+            return Err(Refusal(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong admin token\n",
+            ));
+        }
+        Ok(())
+    }
+
     fn host_allowed(&self, host: &str) -> bool {
         let name = strip_port(host).to_ascii_lowercase();
         let literal = name.trim_start_matches('[').trim_end_matches(']');
