@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod promtool;
 pub mod rig;
 pub mod server;
 
