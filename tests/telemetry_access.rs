@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::http::Method;
 use axum::routing::post;
 use axum::Router;
-use cync_bridge::telemetry::access::client::{admin_request, AdminBody};
+use cync_bridge::telemetry::access::client::{admin_request, AdminBody, AdminReply};
 use cync_bridge::telemetry::access::{AccessRule, ADMIN_TOKEN_FILE, DEFAULT_INGRESS_PEERS};
 use cync_bridge::telemetry::{endpoints, serve_router, Health, HttpLimits, Metrics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -95,35 +95,32 @@ fn json() -> Option<AdminBody> {
     })
 }
 
-#[tokio::test]
-async fn the_client_helper_reads_the_token_and_gets_through() {
-    let admin = start(Vec::new()).await;
+/// `POST /admin/rollout` through the client helper, as a `cync-bridge` subcommand would.
+async fn helper_post(admin: &Admin, body: Option<AdminBody>) -> AdminReply {
     let timeout = Duration::from_secs(10);
-    let reply = admin_request(
+    let path = admin.dir.path();
+    admin_request(
         admin.addr,
         Method::POST,
         "/admin/rollout",
-        admin.dir.path(),
-        json(),
+        path,
+        body,
         timeout,
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_client_helper_reads_the_token_and_gets_through() {
+    let admin = start(Vec::new()).await;
+    let reply = helper_post(&admin, json()).await;
     assert_eq!((reply.status, reply.body.as_str()), (200, "done\n"));
     let form = Some(AdminBody {
         content_type: "application/x-www-form-urlencoded",
         bytes: b"stage=full".to_vec(),
     });
-    let reply = admin_request(
-        admin.addr,
-        Method::POST,
-        "/admin/rollout",
-        admin.dir.path(),
-        form,
-        timeout,
-    )
-    .await
-    .unwrap();
+    let reply = helper_post(&admin, form).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(admin.received(), [r#"{"stage":"canary"}"#, "stage=full"]);
 }
@@ -314,15 +311,7 @@ fn nothing_logged_anywhere_contains_the_token() {
             .unwrap();
         runtime.block_on(async {
             let admin = start(Vec::new()).await;
-            let ok = admin_request(
-                admin.addr,
-                Method::POST,
-                "/admin/rollout",
-                admin.dir.path(),
-                json(),
-                Duration::from_secs(10),
-            );
-            assert_eq!(ok.await.unwrap().status, 200);
+            assert_eq!(helper_post(&admin, json()).await.status, 200);
             let bearer = format!("Authorization: Bearer {}x", admin.token());
             let host = format!("Host: {}", admin.addr);
             assert_eq!(raw_post(admin.addr, vec![host, bearer], "{}").await.0, 401);

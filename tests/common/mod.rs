@@ -7,7 +7,6 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
-pub mod promtool;
 pub mod rig;
 pub mod server;
 

@@ -1,5 +1,7 @@
 //! `promtool check metrics`, the reference linter for the Prometheus text format, as one helper
-//! for every test that lints a scrape.
+//! for every test that lints a scrape. Included by path (`#[path = ".../common/promtool.rs"]`)
+//! from `server_world` and `telemetry_promtool`, not from `common/mod.rs`: a binary that includes
+//! both `common` and `server_world` would otherwise load it twice.
 //!
 //! promtool comes from the Debian/Ubuntu package `prometheus` (`/usr/bin/promtool`). Without it
 //! the check prints that it skipped; CI sets `CYNC_REQUIRE_PROMTOOL=1` (and installs the

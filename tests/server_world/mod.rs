@@ -500,4 +500,5 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
 /// this module includes `common`, hence the path).
 #[path = "../common/promtool.rs"]
 mod promtool;
+#[allow(unused_imports)] // benches include this module without linting scrapes
 pub use promtool::check as promtool_check;
