@@ -22,7 +22,7 @@ use crate::bridge::{self, BridgeSettings, Registry};
 use crate::config::Config;
 use crate::device::StateStore;
 use crate::server::{DeviceServer, Services};
-use crate::telemetry::access::{AccessRule, DEFAULT_INGRESS_PEERS};
+use crate::telemetry::access::{default_ingress_peers, AccessRule};
 use crate::telemetry::{self, Health, Metrics};
 use crate::transport::SelectedTransport;
 
@@ -100,6 +100,10 @@ impl Running {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
 
+        // The admin token exists from the first start on, so subcommands can always read it.
+        let access =
+            AccessRule::load_or_create(&config.data_dir, Vec::new(), default_ingress_peers())
+                .context("cannot prepare the admin token for the telemetry endpoint")?;
         let server = DeviceServer::bind(config, &services, shutdown.clone()).await?;
         let device_addr = server.local_addr()?;
         let endpoint = TcpListener::bind(config.telemetry.listen)
@@ -113,13 +117,6 @@ impl Running {
             })?;
         let telemetry_addr = endpoint.local_addr()?;
         server.spawn(&tracker, &health);
-        // The admin token exists from the first start on, so subcommands can always read it.
-        let access = AccessRule::load_or_create(
-            &config.data_dir,
-            Vec::new(),
-            DEFAULT_INGRESS_PEERS.to_vec(),
-        )
-        .context("cannot prepare the admin token for the telemetry endpoint")?;
         // State-changing endpoints (rollout admin, setup page) are added to this router.
         let admin = axum::Router::new();
         let router =

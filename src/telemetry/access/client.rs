@@ -21,34 +21,25 @@ pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
 /// What an admin endpoint answered.
 #[derive(Debug, Clone)]
 pub struct AdminReply {
-    /// HTTP status code.
+    #[allow(missing_docs)]
     pub status: u16,
     /// Body as text (invalid UTF-8 replaced).
     pub body: String,
 }
 
-/// Why no answer was obtained.
+/// Why no answer was obtained; no variant carries the token or a header value.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields: where the request went and what its message says
 pub enum ClientError {
     /// The token file could not be read (is `data_dir` the bridge's?).
     #[error(transparent)]
     Token(#[from] TokenError),
     /// Connecting, sending or reading failed.
     #[error("admin request to {addr}: {message}")]
-    Http {
-        /// Where it was sent.
-        addr: SocketAddr,
-        /// What went wrong.
-        message: String,
-    },
+    Http { addr: SocketAddr, message: String },
     /// No complete answer within the timeout.
     #[error("admin request to {addr}: no answer within {timeout:?}")]
-    Timeout {
-        /// Where it was sent.
-        addr: SocketAddr,
-        /// The limit.
-        timeout: Duration,
-    },
+    Timeout { addr: SocketAddr, timeout: Duration },
 }
 
 /// A request body and its content type.
@@ -56,7 +47,7 @@ pub enum ClientError {
 pub struct AdminBody {
     /// e.g. `application/json`, `application/x-www-form-urlencoded`.
     pub content_type: &'static str,
-    /// Raw bytes.
+    /// Sent as is; a form must already be urlencoded.
     pub bytes: Vec<u8>,
 }
 

@@ -45,6 +45,18 @@ pub use token::{AdminToken, TokenError, ADMIN_TOKEN_FILE};
 /// Home Assistant Supervisor's address on the add-on network, from which ingress requests come.
 pub const DEFAULT_INGRESS_PEERS: [IpAddr; 1] = [IpAddr::V4(Ipv4Addr::new(172, 30, 32, 2))];
 
+/// The ingress peers to trust by default: [`DEFAULT_INGRESS_PEERS`] when running as a Home
+/// Assistant add-on (the Supervisor sets `SUPERVISOR_TOKEN` in every add-on's environment; only
+/// its presence is read), none otherwise — in Compose or on a LAN, some other container or host
+/// could hold 172.30.32.2.
+pub fn default_ingress_peers() -> Vec<IpAddr> {
+    if std::env::var_os("SUPERVISOR_TOKEN").is_some() {
+        DEFAULT_INGRESS_PEERS.to_vec()
+    } else {
+        Vec::new()
+    }
+}
+
 /// Header carrying the CSRF token (for scripts and multipart forms).
 pub const CSRF_HEADER: &str = "x-csrf-token";
 

@@ -23,23 +23,19 @@ const TOKEN_HEX_LEN: usize = 64;
 /// invalidates every issued CSRF token.
 const CSRF_LABEL: &[u8] = b"cync-bridge csrf v1";
 
-/// Why the token could not be loaded or created.
+/// Why the token could not be loaded or created. Every message names the file, never its content.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // fields: the file, and the I/O error the message already shows
 pub enum TokenError {
     /// Reading, creating or restricting the file failed.
     #[error("admin token file {path}: {source}")]
     Io {
-        /// The token file.
         path: PathBuf,
-        /// The underlying error.
         source: std::io::Error,
     },
     /// The file exists but does not hold a token this bridge wrote (its content is not shown).
     #[error("admin token file {path} is malformed; delete it to have a new one generated")]
-    Malformed {
-        /// The token file.
-        path: PathBuf,
-    },
+    Malformed { path: PathBuf },
     /// The system random generator or HMAC failed.
     #[error("admin token: {0}")]
     Crypto(#[from] openssl::error::ErrorStack),
