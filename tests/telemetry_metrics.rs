@@ -225,6 +225,8 @@ fn every_family_is_announced_with_help_and_type_before_its_samples() {
         ("tcp_comm_devices_available", "gauge"),
     ];
     assert_eq!(families.len(), expected.len());
+    let names: BTreeSet<&str> = Metrics::family_names().collect();
+    assert_eq!(names, expected.iter().map(|(name, _)| *name).collect());
     for (name, kind) in expected {
         let family = families
             .get(name)

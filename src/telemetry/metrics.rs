@@ -278,6 +278,13 @@ impl Metrics {
         }
     }
 
+    /// The name of every family the bridge exports, whether or not it has a series yet (a
+    /// device-labelled family appears in [`render`](Self::render) only after its first device):
+    /// for checking that dashboards and alert rules query only what exists.
+    pub fn family_names() -> impl Iterator<Item = &'static str> {
+        DESCRIPTIONS.iter().map(|(name, _, _)| *name)
+    }
+
     /// Counts a packet written to `device_id`'s session (`tcp_comm_packet_sent_total`).
     pub fn packet_sent(&self, device_id: &str, outcome: &'static str) {
         self.inner
