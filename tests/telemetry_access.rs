@@ -10,7 +10,9 @@ use axum::http::Method;
 use axum::routing::post;
 use axum::Router;
 use cync_bridge::telemetry::access::client::{admin_request, AdminBody, AdminReply};
-use cync_bridge::telemetry::access::{AccessRule, ADMIN_TOKEN_FILE, DEFAULT_INGRESS_PEERS};
+use cync_bridge::telemetry::access::{
+    AccessRule, ADMIN_TOKEN_FILE, DEFAULT_INGRESS_PEERS, MAX_FORM_BYTES,
+};
 use cync_bridge::telemetry::{endpoints, serve_router, Health, HttpLimits, Metrics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -227,11 +229,20 @@ async fn forms_need_the_csrf_token_in_a_field_or_header() {
     );
     let header = format!("X-CSRF-Token: {csrf}");
     assert_eq!(
-        raw_post(admin.addr, [base, vec![plain, header]].concat(), "hi")
-            .await
-            .0,
+        raw_post(
+            admin.addr,
+            [base.clone(), vec![plain, header]].concat(),
+            "hi"
+        )
+        .await
+        .0,
         200
     );
+    // The guard reads a form to find the field, but only up to its cap.
+    let huge = format!("stage={}&csrf_token={csrf}", "a".repeat(MAX_FORM_BYTES));
+    let form = "Content-Type: application/x-www-form-urlencoded".to_owned();
+    let too_large = raw_post(admin.addr, [base, vec![form]].concat(), &huge).await;
+    assert_eq!(too_large, (413, "form too large\n".to_owned()));
     // The route saw the form body exactly as sent, after the guard had read it.
     assert_eq!(admin.received(), [field, "hi".to_owned()]);
 }
