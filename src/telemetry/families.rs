@@ -11,7 +11,6 @@
 //! only whole handles are ever inserted under it. The second label is always a `&'static str` from
 //! a fixed vocabulary, so a linear scan of a row beats a second hash.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{PoisonError, RwLock};
 
@@ -89,7 +88,10 @@ impl Gauge {
     }
 }
 
-type Rows<M> = HashMap<Box<str>, Vec<(&'static str, M)>>;
+/// foldhash instead of SipHash: the lookup of a device id is most of a recording's cost, a
+/// family holds at most [`MAX_DEVICE_IDS`](super::MAX_DEVICE_IDS) keys, and each map has its
+/// own random seed, so crafted collisions can at worst slow one capped family.
+type Rows<M> = foldhash::HashMap<Box<str>, Vec<(&'static str, M)>>;
 
 /// A labelled family: handles keyed by a first label value (a device id, or a static value) and an
 /// optional second one (static; `""` when the family has a single label).
@@ -116,7 +118,7 @@ impl<M: Handle> Family<M> {
             first,
             second,
             cap,
-            rows: RwLock::new(HashMap::new()),
+            rows: RwLock::new(Rows::default()),
             overflowed: AtomicBool::new(false),
         }
     }
