@@ -111,7 +111,12 @@ async fn unknown_paths_get_404_and_other_methods_405() {
     )
     .await;
     assert_eq!(post.status, 405);
-    assert_eq!(header(&post.head, "allow"), Some("GET, HEAD"));
+    let allow: Vec<&str> = header(&post.head, "allow")
+        .unwrap()
+        .split(',')
+        .map(str::trim)
+        .collect();
+    assert_eq!(allow, ["GET", "HEAD"]);
     // A query string does not change the route.
     assert_eq!(get(endpoint.addr, "/metrics?debug=1").await.status, 200);
 }
@@ -181,10 +186,20 @@ async fn a_client_that_sends_nothing_is_disconnected_after_the_read_timeout() {
         ..HttpLimits::default()
     }))
     .await;
+    let started = tokio::time::Instant::now();
     let mut idle = TcpStream::connect(endpoint.addr).await.unwrap();
     // With the clock paused, tokio advances it to the server's deadline once everyone is idle.
-    let reply = read_reply(&mut idle).await;
-    assert_eq!(reply.status, 408);
+    // hyper closes the connection without an answer (no 408) when the head does not arrive.
+    let mut raw = Vec::new();
+    let _ = idle.read_to_end(&mut raw).await;
+    assert!(raw.is_empty(), "{:?}", String::from_utf8_lossy(&raw));
+    // Virtual time: cut at the 5 s read deadline, not at the 15 s total one.
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+    assert_eq!(get(endpoint.addr, "/healthz").await.status, 200);
 }
 
 #[tokio::test]
@@ -198,9 +213,12 @@ async fn head_requests_get_headers_only() {
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
     let raw = String::from_utf8(raw).unwrap();
-    assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw:?}");
+    assert!(
+        raw.starts_with("HTTP/1.1 200 OK\r\n") || raw.starts_with("HTTP/1.0 200 OK\r\n"),
+        "{raw:?}"
+    );
     assert!(raw.ends_with("\r\n\r\n"), "{raw:?}");
-    assert!(raw.contains("Content-Length: 3\r\n"));
+    assert_eq!(header(&raw, "content-length"), Some("3"), "{raw:?}");
 }
 
 #[tokio::test]
@@ -225,4 +243,56 @@ async fn cancelling_the_token_stops_the_server_and_frees_the_port() {
     let _ = stalled.read_to_end(&mut rest).await;
     assert!(rest.is_empty());
     assert!(TcpStream::connect(endpoint.addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_idle_connections_cannot_starve_healthz_or_the_healthcheck_command() {
+    let endpoint = start(None).await;
+    let _component = endpoint.health.register("device_listener");
+    let limit = HttpLimits::default().max_connections;
+    let mut idle = Vec::new();
+    for i in 0..120 {
+        let mut stream = TcpStream::connect(endpoint.addr).await.unwrap();
+        if i % 2 == 0 {
+            // Half of them trickle the start of a request and stop.
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHo")
+                .await
+                .unwrap();
+        }
+        idle.push(stream);
+    }
+
+    let reply = get(endpoint.addr, "/healthz").await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"));
+    let addr = endpoint.addr.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cync-bridge"))
+            .args(["healthcheck", "--addr", &addr, "--timeout", "10"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("healthy: "), "{stdout}");
+
+    // The oldest idle connections were shed to make room: closed by the server, not left open.
+    let mut closed = 0;
+    for stream in &mut idle {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buf)).await;
+        if matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 120 - limit,
+        "only {closed} of 120 idle connections were shed"
+    );
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use cync_bridge::telemetry::{Metrics, MAX_DEVICE_IDS};
+use cync_bridge::telemetry::{vocabulary, Metrics, MAX_DEVICE_IDS};
 
 /// Label pairs of a sample, values unescaped, in line order.
 type Labels = Vec<(String, String)>;
@@ -33,6 +33,10 @@ fn parse(text: &str) -> BTreeMap<String, Family> {
     let mut current: Option<String> = None;
     for (n, line) in text.lines().enumerate() {
         let n = n + 1;
+        // The format ignores empty lines; the exporter separates families with one.
+        if line.is_empty() {
+            continue;
+        }
         if let Some(rest) = line.strip_prefix("# ") {
             let mut parts = rest.splitn(3, ' ');
             let (keyword, name, arg) = (
@@ -221,14 +225,15 @@ fn every_family_is_announced_with_help_and_type_before_its_samples() {
         ("tcp_comm_devices_available", "gauge"),
     ];
     assert_eq!(families.len(), expected.len());
+    let names: BTreeSet<&str> = Metrics::family_names().collect();
+    assert_eq!(names, expected.iter().map(|(name, _)| *name).collect());
     for (name, kind) in expected {
         let family = families
             .get(name)
             .unwrap_or_else(|| panic!("{name} missing"));
         assert_eq!(family.kind.as_deref(), Some(kind), "{name}");
         assert!(!family.samples.is_empty(), "{name} has no samples");
-        let unit = (kind == "histogram").then_some("seconds");
-        assert_eq!(family.unit.as_deref(), unit, "{name}");
+        // The exporter writes no `# UNIT` lines (optional in 0.0.4); the parser checks any it sees.
     }
     let sent = &families["tcp_comm_packet_sent_total"].samples;
     let ok = sent
@@ -370,27 +375,86 @@ fn device_ids_beyond_the_cap_are_recorded_as_other() {
 }
 
 #[test]
-fn a_fresh_registry_renders_every_family_without_samples() {
+fn a_fresh_registry_has_every_fixed_vocabulary_series_at_zero_and_no_device_series() {
     let families = parse(&Metrics::new().render());
-    assert_eq!(families.len(), 23);
-    for (name, family) in &families {
-        assert!(family.help.is_some() && family.kind.is_some(), "{name}");
-        let unlabelled_gauge_or_counter = matches!(
-            name.as_str(),
-            "tcp_comm_connected_sessions"
-                | "tcp_comm_mesh_routes"
-                | "tcp_comm_sessions_opened_total"
-                | "tcp_comm_send_queue_size"
-                | "tcp_comm_recv_queue_size"
-                | "tcp_comm_mqtt_connected"
-                | "tcp_comm_devices_available"
-        );
-        assert_eq!(
-            family.samples.len(),
-            usize::from(unlabelled_gauge_or_counter),
-            "{name}"
-        );
+    let unlabelled = [
+        "tcp_comm_connected_sessions",
+        "tcp_comm_mesh_routes",
+        "tcp_comm_sessions_opened_total",
+        "tcp_comm_send_queue_size",
+        "tcp_comm_recv_queue_size",
+        "tcp_comm_mqtt_connected",
+        "tcp_comm_devices_available",
+    ];
+    let fixed: [(&str, &str, &[&str]); 6] = [
+        (
+            "tcp_comm_sessions_closed_total",
+            "reason",
+            vocabulary::SESSION_CLOSE_REASONS,
+        ),
+        (
+            "tcp_comm_tls_handshake_failures_total",
+            "reason",
+            vocabulary::HANDSHAKE_FAILURE_REASONS,
+        ),
+        (
+            "tcp_comm_connections_rejected_total",
+            "reason",
+            vocabulary::REJECTION_REASONS,
+        ),
+        (
+            "tcp_comm_mqtt_published_total",
+            "kind",
+            vocabulary::MQTT_PUBLISH_KINDS,
+        ),
+        (
+            "tcp_comm_mqtt_commands_total",
+            "result",
+            vocabulary::MQTT_COMMAND_RESULTS,
+        ),
+        (
+            "tcp_comm_command_latency_seconds",
+            "transport",
+            vocabulary::TRANSPORTS,
+        ),
+    ];
+    assert_eq!(
+        families.len(),
+        unlabelled.len() + fixed.len() + 1,
+        "{:?}",
+        families.keys()
+    );
+    for name in unlabelled {
+        let family = &families[name];
+        assert!(family.help.is_some(), "{name}");
+        assert_eq!(family.samples.len(), 1, "{name}");
+        assert_eq!(family.samples[0].value, 0.0, "{name}");
     }
+    for (name, label_name, values) in fixed {
+        let family = &families[name];
+        assert!(family.help.is_some(), "{name}");
+        let seen: BTreeSet<&str> = family
+            .samples
+            .iter()
+            .filter_map(|s| label(s, label_name))
+            .collect();
+        assert_eq!(seen, values.iter().copied().collect(), "{name}");
+        assert!(family.samples.iter().all(|s| s.value == 0.0), "{name}");
+    }
+    let commands = &families["tcp_comm_command_total"].samples;
+    assert_eq!(
+        commands.len(),
+        vocabulary::TRANSPORTS.len() * vocabulary::COMMAND_OUTCOMES.len()
+    );
+    for transport in vocabulary::TRANSPORTS {
+        for outcome in vocabulary::COMMAND_OUTCOMES {
+            let series = format!(
+                "tcp_comm_command_total{{transport=\"{transport}\",outcome=\"{outcome}\"}}"
+            );
+            assert_eq!(Metrics::new().sample_value(&series), Some(0.0), "{series}");
+        }
+    }
+    assert!(!families.contains_key("tcp_comm_packet_sent_total"));
 }
 
 #[test]

@@ -1,12 +1,12 @@
 //! A live scrape of `/metrics` must pass `promtool check metrics` with nothing to report — the
-//! exposition is an interface (DESIGN.md), and promtool is the reference linter for it.
-//!
-//! promtool comes from the Debian/Ubuntu package `prometheus` (`/usr/bin/promtool`). Without it
-//! the test prints that it skipped; CI sets `CYNC_REQUIRE_PROMTOOL=1` (and installs the package),
-//! which turns a missing promtool into a failure.
+//! exposition is an interface, and promtool is the reference linter for it (see
+//! `common/promtool.rs` for how a missing promtool is handled).
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+// By path, like `server_world` does, so a binary including both gets it once (clippy
+// `duplicate_mod`) and this one does not compile all of `common`.
+#[path = "common/promtool.rs"]
+mod promtool;
+
 use std::time::Duration;
 
 use cync_bridge::telemetry::{serve, Health, Metrics};
@@ -63,41 +63,6 @@ async fn scrape() -> String {
 
 #[tokio::test]
 async fn a_live_scrape_passes_promtool_check_metrics() {
-    let required = std::env::var("CYNC_REQUIRE_PROMTOOL").is_ok_and(|v| v == "1");
     let body = scrape().await;
-
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-            eprintln!(
-                "SKIPPED: promtool not found (apt-get install prometheus); \
-                 set CYNC_REQUIRE_PROMTOOL=1 to make this a failure"
-            );
-            return;
-        }
-        Err(e) => panic!("cannot run promtool (CYNC_REQUIRE_PROMTOOL={required}): {e}"),
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success() && report.trim().is_empty(),
-        "promtool check metrics ({}) reported:\n{report}\n--- scrape ---\n{body}",
-        output.status
-    );
+    promtool::check(&body);
 }

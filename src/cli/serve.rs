@@ -22,6 +22,7 @@ use crate::bridge::{self, Registry};
 use crate::config::Config;
 use crate::device::StateStore;
 use crate::server::{DeviceServer, Services};
+use crate::telemetry::access::{default_ingress_peers, AccessRule};
 use crate::telemetry::{self, Health, Metrics};
 
 /// Arguments of `cync-bridge serve`.
@@ -98,6 +99,10 @@ impl Running {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
 
+        // The admin token exists from the first start on, so subcommands can always read it.
+        let access =
+            AccessRule::load_or_create(&config.data_dir, Vec::new(), default_ingress_peers())
+                .context("cannot prepare the admin token for the telemetry endpoint")?;
         let server =
             DeviceServer::bind(&config.device_server(), &services, shutdown.clone()).await?;
         let device_addr = server.local_addr()?;
@@ -112,11 +117,15 @@ impl Running {
             })?;
         let telemetry_addr = endpoint.local_addr()?;
         server.spawn(&tracker, &health);
-        tracker.spawn(telemetry::serve(
+        // State-changing endpoints (rollout admin, setup page) are added to this router.
+        let admin = axum::Router::new();
+        let router =
+            telemetry::endpoints::router(metrics, health.clone()).merge(access.protect(admin));
+        tracker.spawn(telemetry::serve_router(
             endpoint,
-            metrics,
-            health.clone(),
+            router,
             shutdown.clone(),
+            telemetry::HttpLimits::default(),
         ));
         tracker.spawn(log_state_changes(
             Arc::clone(&services.state),

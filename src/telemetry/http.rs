@@ -1,37 +1,52 @@
-//! The telemetry endpoint: `GET /metrics` and `GET /healthz` over a minimal HTTP/1.1 responder.
+//! The telemetry listener: accepts connections and drives each through hyper's HTTP/1 server,
+//! answering with an axum [`Router`] (`/metrics`, `/healthz`, and any admin routes mounted
+//! behind [`access`](super::access)).
 //!
-//! Why it exists: Prometheus scrapes `/metrics` and supervisors poll `/healthz`; two fixed routes
-//! do not justify an HTTP framework. It owns the telemetry listener and one short-lived task per
-//! connection (spawned on a `TaskTracker`, all ended by the shutdown token).
+//! Why axum on hyper's connection builder rather than `axum::serve`: axum gives the routing, the
+//! method handling (405 with `Allow`) and the middleware/extractor model the admin access rule is
+//! written in; hyper's `http1::Builder` gives what `axum::serve` hides and the endpoint must
+//! guarantee — a header-read deadline and a cap on the request head — and driving connections
+//! ourselves gives the write deadline, the connection cap and the peer address (the access rule
+//! recognises Home Assistant's ingress by it). hyper + hyper-util alone would mean hand-written
+//! routing and method handling again.
 //!
 //! What it must never do: let one client affect another or the bridge. Every connection has a
-//! total read deadline (a slow-loris client is cut off, not waited for), a request-size cap (no
-//! unbounded buffer), a write deadline (a client that stops reading is dropped), and the number of
-//! connections is capped; over the cap a new connection is closed at once rather than queued. One
-//! request per connection (`Connection: close`): scrapers reconnect every interval anyway, and
-//! it removes keep-alive state. The accept loop never gives up; it backs off on errors.
+//! header-read deadline (a slow-loris client is cut off), a request-head cap (431, no unbounded
+//! buffer), a total deadline covering the response (a client that stops reading is dropped), and
+//! the number of connections is capped. Over the cap the *oldest* connection is shed, never the
+//! new one: idle or slow connections cannot starve `/healthz`, because the supervisor's probe,
+//! being newest, is always admitted. One request per connection (`connection: close`): scrapers
+//! reconnect every interval anyway, and it removes keep-alive state. It shares nothing with the
+//! device port (own listener, own tasks). The accept loop never gives up; it backs off on errors.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
 
-use super::{Health, Metrics};
+use super::{endpoints, Health, Metrics};
 
 /// Per-connection limits of the telemetry endpoint.
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
-    /// Deadline for receiving the whole request head, from accept.
+    /// Deadline for receiving the whole request head, from accept; then the connection is closed.
     pub read_timeout: Duration,
-    /// Deadline for writing the whole response.
+    /// Deadline for handling the request and writing the whole response, after the head.
     pub write_timeout: Duration,
-    /// Largest request head accepted (request line plus headers); larger gets 431.
+    /// Largest request head accepted (request line plus headers); larger gets 431. The read
+    /// buffer is this size, but never under hyper's minimum of 8 KiB.
     pub max_request_bytes: usize,
-    /// Connections served at once; more are closed immediately.
+    /// Connections served at once; a new one beyond it closes the oldest.
     pub max_connections: usize,
 }
 
@@ -48,6 +63,9 @@ impl Default for HttpLimits {
         }
     }
 }
+
+/// hyper refuses (panics on) a smaller read buffer limit.
+const MIN_READ_BUFFER: usize = 8 * 1024;
 
 /// Backoff after a failed `accept` (e.g. out of file descriptors): starts here, doubles, capped.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -72,10 +90,24 @@ pub async fn serve_with_limits(
     shutdown: CancellationToken,
     limits: HttpLimits,
 ) {
+    let router = endpoints::router(metrics, health);
+    serve_router(listener, router, shutdown, limits).await;
+}
+
+/// Serves any router under the endpoint's limits: [`endpoints::router`] merged with admin routes
+/// behind [`AccessRule::protect`](super::access::AccessRule::protect). Handlers can extract
+/// `ConnectInfo<SocketAddr>` (the TCP peer).
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    limits: HttpLimits,
+) {
     let tracker = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let table = Arc::new(ConnectionTable::default());
     let limits = Arc::new(limits);
     let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut next_id = 0u64;
     loop {
         let accepted = tokio::select! {
             biased;
@@ -98,191 +130,78 @@ pub async fn serve_with_limits(
                 continue;
             }
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::debug!(%peer, "telemetry endpoint: connection limit reached; closing");
-            continue; // dropping `stream` closes it
-        };
-        let connection = Connection {
-            metrics: metrics.clone(),
-            health: health.clone(),
-            limits: Arc::clone(&limits),
-        };
-        let shutdown = shutdown.clone();
+        next_id = next_id.wrapping_add(1);
+        let id = next_id;
+        let cancel = shutdown.child_token();
+        if table.admit(id, cancel.clone(), limits.max_connections) {
+            tracing::debug!(%peer, "telemetry endpoint: connection limit reached; shed the oldest");
+        }
+        let (table, limits, router) = (Arc::clone(&table), Arc::clone(&limits), router.clone());
         tracker.spawn(async move {
             tokio::select! {
-                () = shutdown.cancelled() => {}
-                () = connection.handle(stream) => {}
+                () = cancel.cancelled() => {}
+                () = serve_connection(stream, peer, router, &limits) => {}
             }
-            drop(slot);
+            table.remove(id);
         });
     }
     tracker.close();
     tracker.wait().await;
 }
 
-/// What one connection task needs.
-struct Connection {
-    metrics: Metrics,
-    health: Health,
-    limits: Arc<HttpLimits>,
-}
-
-/// Why no complete request head was read.
-enum ReadError {
-    /// The peer closed or the socket failed; nothing to answer.
-    Gone,
-    /// The head grew past the limit.
-    TooLarge,
-    /// The request line is not `METHOD SP TARGET SP HTTP/1.x`.
-    Malformed,
-}
-
-/// A parsed request line; headers are read (to drain them) but not interpreted.
-struct Request {
-    head_only: bool,
-    method_allowed: bool,
-    path: String,
-}
-
-struct Response {
-    status: &'static str,
-    content_type: &'static str,
-    body: String,
-    allow: bool,
-}
-
-impl Response {
-    fn text(status: &'static str, body: impl Into<String>) -> Self {
-        Self {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: body.into(),
-            allow: false,
-        }
+/// One request on one connection, within the read deadline (hyper's) and the total deadline.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    limits: &HttpLimits,
+) {
+    let service = router.map_request(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_timeout)
+        .max_buf_size(limits.max_request_bytes.max(MIN_READ_BUFFER))
+        .max_header_size(limits.max_request_bytes)
+        .keep_alive(false);
+    let connection =
+        builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    let total = limits.read_timeout.saturating_add(limits.write_timeout);
+    match tokio::time::timeout(total, connection).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%peer, %error, "telemetry endpoint: connection error"),
+        Err(_elapsed) => tracing::debug!(%peer, "telemetry endpoint: connection deadline passed"),
     }
 }
 
-impl Connection {
-    async fn handle(self, mut stream: TcpStream) {
-        let deadline = self.limits.read_timeout;
-        let max = self.limits.max_request_bytes;
-        let request = tokio::time::timeout(deadline, read_request(&mut stream, max)).await;
-        let (response, head_only) = match request {
-            Ok(Ok(request)) => (self.route(&request), request.head_only),
-            Ok(Err(ReadError::Gone)) => return,
-            Ok(Err(ReadError::TooLarge)) => (
-                Response::text("431 Request Header Fields Too Large", "request too large\n"),
-                false,
-            ),
-            Ok(Err(ReadError::Malformed)) => {
-                (Response::text("400 Bad Request", "bad request\n"), false)
-            }
-            Err(_elapsed) => (
-                Response::text("408 Request Timeout", "request timeout\n"),
-                false,
-            ),
-        };
-        let write = write_response(&mut stream, &response, head_only);
-        match tokio::time::timeout(self.limits.write_timeout, write).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::debug!(%error, "telemetry endpoint: write failed"),
-            Err(_elapsed) => {
-                tracing::debug!("telemetry endpoint: client did not take the response")
+/// Open connections, oldest first, each with the token that ends it.
+#[derive(Default)]
+struct ConnectionTable {
+    open: Mutex<VecDeque<(u64, CancellationToken)>>,
+}
+
+impl ConnectionTable {
+    /// Adds a connection; if that makes more than `max`, cancels the oldest ones and says so.
+    fn admit(&self, id: u64, cancel: CancellationToken, max: usize) -> bool {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.push_back((id, cancel));
+        let mut shed = false;
+        while open.len() > max.max(1) {
+            if let Some((_, oldest)) = open.pop_front() {
+                oldest.cancel();
+                shed = true;
             }
         }
+        shed
     }
 
-    fn route(&self, request: &Request) -> Response {
-        if !request.method_allowed {
-            let mut response = Response::text("405 Method Not Allowed", "method not allowed\n");
-            response.allow = true;
-            return response;
-        }
-        match request.path.as_str() {
-            "/metrics" => Response {
-                status: "200 OK",
-                content_type: "text/plain; version=0.0.4; charset=utf-8",
-                body: self.metrics.render(),
-                allow: false,
-            },
-            "/healthz" => match self.health.check() {
-                Ok(()) => Response::text("200 OK", "ok\n"),
-                Err(unhealthy) => Response::text(
-                    "503 Service Unavailable",
-                    format!("unhealthy: {unhealthy}\n"),
-                ),
-            },
-            _ => Response::text("404 Not Found", "not found\n"),
-        }
+    fn remove(&self, id: u64) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.retain(|(open_id, _)| *open_id != id);
     }
-}
-
-/// Reads until the end of the request head (an empty line), at most `max` bytes. The request line
-/// is checked as soon as it is complete, so garbage is rejected without waiting for more.
-async fn read_request(stream: &mut TcpStream, max: usize) -> Result<Request, ReadError> {
-    let mut buf = vec![0u8; max];
-    let mut filled = 0;
-    let mut request = None;
-    loop {
-        let Some(free) = buf.get_mut(filled..).filter(|free| !free.is_empty()) else {
-            return Err(ReadError::TooLarge);
-        };
-        let n = stream.read(free).await.map_err(|_| ReadError::Gone)?;
-        if n == 0 {
-            return Err(ReadError::Gone);
-        }
-        let scan_from = filled.saturating_sub(3);
-        filled += n;
-        let head = buf.get(..filled).unwrap_or_default();
-        if request.is_none() {
-            if let Some(end) = head.iter().position(|&b| b == b'\n') {
-                let line = head.get(..end).unwrap_or_default();
-                request = Some(parse_request_line(line).ok_or(ReadError::Malformed)?);
-            }
-        }
-        let tail = head.get(scan_from..).unwrap_or_default();
-        if tail.windows(4).any(|w| w == b"\r\n\r\n") || tail.windows(2).any(|w| w == b"\n\n") {
-            return request.ok_or(ReadError::Malformed);
-        }
-    }
-}
-
-fn parse_request_line(line: &[u8]) -> Option<Request> {
-    let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
-    let mut parts = line.split(' ');
-    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || !version.starts_with("HTTP/1.") || !target.starts_with('/') {
-        return None;
-    }
-    let path = target.split(['?', '#']).next().unwrap_or(target);
-    Some(Request {
-        head_only: method == "HEAD",
-        method_allowed: matches!(method, "GET" | "HEAD"),
-        path: path.to_owned(),
-    })
-}
-
-async fn write_response(
-    stream: &mut TcpStream,
-    response: &Response,
-    head_only: bool,
-) -> std::io::Result<()> {
-    let allow = if response.allow {
-        "Allow: GET, HEAD\r\n"
-    } else {
-        ""
-    };
-    let head = format!(
-        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-        response.status,
-        response.content_type,
-        response.body.len(),
-    );
-    stream.write_all(head.as_bytes()).await?;
-    if !head_only {
-        stream.write_all(response.body.as_bytes()).await?;
-    }
-    stream.shutdown().await
 }
 
 #[cfg(test)]
@@ -290,25 +209,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn request_lines_are_parsed_strictly() {
-        let ok = parse_request_line(b"GET /metrics?x=1 HTTP/1.1\r").unwrap();
-        assert_eq!(ok.path, "/metrics");
-        assert!(ok.method_allowed && !ok.head_only);
-        let head = parse_request_line(b"HEAD /healthz HTTP/1.0").unwrap();
-        assert!(head.head_only && head.method_allowed);
-        assert!(
-            !parse_request_line(b"POST / HTTP/1.1")
-                .unwrap()
-                .method_allowed
-        );
-        for bad in [
-            &b"GET /metrics"[..],
-            b"GET /metrics HTTP/2 extra",
-            b"GET metrics HTTP/1.1",
-            b"\x16\x03\x01\x02\x00",
-            b"GET /metrics SPDY/3",
-        ] {
-            assert!(parse_request_line(bad).is_none(), "{bad:?}");
+    fn the_table_sheds_oldest_first_and_never_the_newcomer() {
+        let table = ConnectionTable::default();
+        let tokens: Vec<CancellationToken> = (0..4).map(|_| CancellationToken::new()).collect();
+        for (id, token) in tokens.iter().enumerate() {
+            table.admit(id as u64, token.clone(), 2);
         }
+        let cancelled: Vec<bool> = tokens.iter().map(CancellationToken::is_cancelled).collect();
+        assert_eq!(cancelled, [true, true, false, false]);
+        table.remove(2);
+        assert!(!table.admit(9, CancellationToken::new(), 2));
+        assert!(!tokens[3].is_cancelled());
     }
 }

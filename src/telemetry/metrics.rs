@@ -1,32 +1,45 @@
 //! The bridge's metrics: every name, description, unit and bucket in one place, and one method per
 //! thing worth counting.
 //!
-//! Why it exists: metric names are an interface (DESIGN.md) — dashboards, alert rules and the
-//! rollout controller's SLOs query them — so they are spelled exactly once, here, and kept verbatim
-//! from the original `tcp_comm_*` programme. Callers never see a name or a label *name*; they call
+//! Why it exists: metric names are an interface — dashboards, alert rules and the rollout
+//! controller's SLOs query them — so they are spelled exactly once, here, and kept verbatim from
+//! the original `tcp_comm_*` programme. Callers never see a name or a label *name*; they call
 //! `metrics.packet_sent(device_id, "ok")` and cannot misspell a series into existence.
 //!
-//! It owns the [`Metrics`] registry (a cheap `Arc` handle: clone it into every task) and the text
-//! exposition of all of it ([`Metrics::render`]). It must never slow the path it measures (see the
-//! design note in `registry`), never grow without bound (see [`MAX_DEVICE_IDS`]), and never panic.
+//! Storage and the text exposition are the `metrics-exporter-prometheus` crate's, through a
+//! recorder of our own per [`Metrics`] (never the process-global one: two `Metrics` in one test
+//! binary stay independent). The exporter renders a histogram as a *summary* unless buckets are
+//! set, so [`LATENCY_BUCKETS_SECONDS`] is set for all of them. Handles are cached per label
+//! combination (see `families`) so recording stays a few atomics; it never grows without bound
+//! (see [`MAX_DEVICE_IDS`]) and never panics.
+//!
+//! The exporter keeps histogram samples in a lock-free queue until they are folded into buckets
+//! ("upkeep"); a scrape does that, and so does every [`UPKEEP_EVERY`]th observation, so memory
+//! stays bounded when nobody scrapes.
 //!
 //! Label values that are not device ids are `&'static str` on purpose: outcomes, reasons,
 //! transports and queue types are a small fixed vocabulary chosen in code (e.g.
-//! `CommandOutcome::as_str()`), never text from the wire, so those labels cannot explode.
+//! `CommandOutcome::as_str()`), never text from the wire, so those labels cannot explode. Those
+//! families are created at zero from the lists in `vocabulary`.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::registry::{Counter, Desc, Family, Gauge, Histogram, Kind, LabelNames, Single};
+use metrics::{Counter, Histogram, KeyName, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use super::families::{single, Family, Gauge, Handle};
+use super::vocabulary as vocab;
 
 /// Upper bounds (seconds, inclusive) of every latency histogram's buckets.
 ///
-/// Includes the SLO edges named in issue 4's telemetry base — 25, 50, 100, 128, 250, 300, 500,
-/// 800 ms and 1, 1.5, 2, 5 s — so any of them can be an exact `le` in a PromQL ratio; 1, 5 and
-/// 10 ms resolve the loopback fast path (issue 5's benchmark targets p99 < 2 ms) and 10 s catches
-/// the far tail beyond the largest overall deadline. Adding a bound adds one series per device
-/// and histogram; removing one breaks any SLO query that uses it.
+/// Includes the SLO edges of the rollout controller — 25, 50, 100, 128, 250, 300, 500, 800 ms and
+/// 1, 1.5, 2, 5 s — so any of them can be an exact `le` in a PromQL ratio; 1, 5 and 10 ms resolve
+/// the loopback fast path (the transport benchmark targets p99 < 2 ms) and 10 s catches the far
+/// tail beyond the largest overall deadline. Adding a bound adds one series per device and
+/// histogram; removing one breaks any SLO query that uses it.
 pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.128, 0.25, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 5.0, 10.0,
 ];
@@ -36,49 +49,77 @@ pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
 ///
 /// Cardinality guard: a device id comes off the wire, so a buggy or hostile client cycling through
 /// ids must not create unbounded series (memory here, and in Prometheus). 2,000 is several times
-/// the largest install we plan for (issue 4's simulator home has 250 devices); the cap is per
-/// family, and ids already seen keep their own series. A device whose id really is `other` shares
-/// the overflow series — acceptable for a diagnostic bucket.
+/// the largest install we plan for (the simulator home has 250 devices); the cap is per family,
+/// and ids already seen keep their own series. A device whose id really is `other` shares the
+/// overflow series — acceptable for a diagnostic bucket.
 pub const MAX_DEVICE_IDS: usize = 2_000;
 
 /// Close reason recorded when a [`SessionGuard`] is dropped without [`SessionGuard::close`]: the
 /// session task ended without saying why (it panicked, or its future was dropped).
 pub const SESSION_CLOSE_ABORTED: &str = "aborted";
 
-const fn counter(name: &'static str, help: &'static str, labels: LabelNames) -> Desc {
-    Desc {
-        name,
-        help,
-        kind: Kind::Counter,
-        unit: None,
-        labels,
-    }
+/// Histogram observations between two upkeeps when nobody scrapes: bounds the exporter's pending
+/// samples to about this many, at an amortised cost of a few nanoseconds per observation.
+pub const UPKEEP_EVERY: u64 = 4_096;
+
+const PACKET_SENT: &str = "tcp_comm_packet_sent_total";
+const PACKET_RECV: &str = "tcp_comm_packet_recv_total";
+const PACKET_LATENCY: &str = "tcp_comm_packet_latency_seconds";
+const PACKET_RETRANSMIT: &str = "tcp_comm_packet_retransmit_total";
+const DECODE_ERRORS: &str = "tcp_comm_decode_errors_total";
+const CONNECTED_SESSIONS: &str = "tcp_comm_connected_sessions";
+const MESH_ROUTES: &str = "tcp_comm_mesh_routes";
+const SESSIONS_OPENED: &str = "tcp_comm_sessions_opened_total";
+const SESSIONS_CLOSED: &str = "tcp_comm_sessions_closed_total";
+const TLS_HANDSHAKE_FAILURES: &str = "tcp_comm_tls_handshake_failures_total";
+const CONNECTIONS_REJECTED: &str = "tcp_comm_connections_rejected_total";
+const ACK_RECEIVED: &str = "tcp_comm_ack_received_total";
+const ACK_TIMEOUT: &str = "tcp_comm_ack_timeout_total";
+const IDEMPOTENT_DROP: &str = "tcp_comm_idempotent_drop_total";
+const SEND_QUEUE_SIZE: &str = "tcp_comm_send_queue_size";
+const RECV_QUEUE_SIZE: &str = "tcp_comm_recv_queue_size";
+const QUEUE_FULL: &str = "tcp_comm_queue_full_total";
+const COMMAND: &str = "tcp_comm_command_total";
+const COMMAND_LATENCY: &str = "tcp_comm_command_latency_seconds";
+const MQTT_CONNECTED: &str = "tcp_comm_mqtt_connected";
+const MQTT_PUBLISHED: &str = "tcp_comm_mqtt_published_total";
+const MQTT_COMMANDS: &str = "tcp_comm_mqtt_commands_total";
+const DEVICES_AVAILABLE: &str = "tcp_comm_devices_available";
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
 }
 
-const fn gauge(name: &'static str, help: &'static str) -> Desc {
-    Desc {
-        name,
-        help,
-        kind: Kind::Gauge,
-        unit: None,
-        labels: LabelNames::None,
-    }
-}
-
-const fn seconds_histogram(name: &'static str, help: &'static str, label: &'static str) -> Desc {
-    Desc {
-        name,
-        help,
-        kind: Kind::Histogram,
-        unit: Some("seconds"),
-        labels: LabelNames::One(label),
-    }
-}
-
-const DEVICE_OUTCOME: LabelNames = LabelNames::Two("device_id", "outcome");
-const DEVICE_REASON: LabelNames = LabelNames::Two("device_id", "reason");
-const DEVICE: LabelNames = LabelNames::One("device_id");
-const REASON: LabelNames = LabelNames::One("reason");
+/// Every family with its kind and HELP text; the unit follows from the kind (histograms measure
+/// seconds, the rest are counts).
+const DESCRIPTIONS: [(&str, Kind, &str); 23] = [
+    (PACKET_SENT, Kind::Counter, "Packets written to device sessions, by device and outcome."),
+    (PACKET_RECV, Kind::Counter, "Packets read from device sessions, by device and outcome."),
+    (PACKET_LATENCY, Kind::Histogram, "Time from sending a device packet that expects an answer to receiving the answer, by device."),
+    (PACKET_RETRANSMIT, Kind::Counter, "Packets sent to a device again, by device and reason."),
+    (DECODE_ERRORS, Kind::Counter, "Frames from devices that could not be decoded, by device and reason."),
+    (CONNECTED_SESSIONS, Kind::Gauge, "Device sessions currently open."),
+    (MESH_ROUTES, Kind::Gauge, "Mesh routes currently known (a route is a session that can reach a mesh device)."),
+    (SESSIONS_OPENED, Kind::Counter, "Device sessions opened since the bridge started."),
+    (SESSIONS_CLOSED, Kind::Counter, "Device sessions closed since the bridge started, by reason."),
+    (TLS_HANDSHAKE_FAILURES, Kind::Counter, "TLS handshakes with connecting devices that failed, by reason."),
+    (CONNECTIONS_REJECTED, Kind::Counter, "Device connections held then closed, or closed at once, without a session, by reason."),
+    (ACK_RECEIVED, Kind::Counter, "Receipts (0x7B) received for commands, by device and outcome."),
+    (ACK_TIMEOUT, Kind::Counter, "Commands whose answer did not arrive within the response timeout, by device."),
+    (IDEMPOTENT_DROP, Kind::Counter, "Retransmitted device packets (same peer and msg id within the TTL) acknowledged then dropped, by device."),
+    (SEND_QUEUE_SIZE, Kind::Gauge, "Packets waiting in session send queues, summed over sessions."),
+    (RECV_QUEUE_SIZE, Kind::Gauge, "Events waiting in the inbound device event queue."),
+    (QUEUE_FULL, Kind::Counter, "Items that met a full bounded queue, by device and queue type."),
+    (COMMAND, Kind::Counter, "Commands finished, by transport and outcome."),
+    (COMMAND_LATENCY, Kind::Histogram, "Time from command submission to its final outcome, by transport."),
+    (MQTT_CONNECTED, Kind::Gauge, "1 while the bridge is connected to the MQTT broker."),
+    (MQTT_PUBLISHED, Kind::Counter, "Messages handed to the MQTT client, by kind (discovery, state, availability, attributes, bridge)."),
+    (MQTT_COMMANDS, Kind::Counter, "Commands received over MQTT, by result (accepted, invalid, unknown_entity, disabled, dropped)."),
+    (DEVICES_AVAILABLE, Kind::Gauge, "Devices currently available in Home Assistant."),
+];
 
 /// A shared handle on all of the bridge's metrics. Clone it freely (one `Arc`); every method takes
 /// `&self`, is synchronous, and costs a few atomic operations.
@@ -88,193 +129,131 @@ pub struct Metrics {
 }
 
 struct Inner {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    observations: AtomicU64,
     packet_sent: Family<Counter>,
     packet_recv: Family<Counter>,
     packet_latency: Family<Histogram>,
     packet_retransmit: Family<Counter>,
     decode_errors: Family<Counter>,
-    connected_sessions: Single<Gauge>,
-    mesh_routes: Single<Gauge>,
-    sessions_opened: Single<Counter>,
+    connected_sessions: Gauge,
+    mesh_routes: Gauge,
+    sessions_opened: Counter,
     sessions_closed: Family<Counter>,
     tls_handshake_failures: Family<Counter>,
     connections_rejected: Family<Counter>,
     ack_received: Family<Counter>,
     ack_timeout: Family<Counter>,
     idempotent_drop: Family<Counter>,
-    send_queue_size: Single<Gauge>,
-    recv_queue_size: Single<Gauge>,
+    send_queue_size: Gauge,
+    recv_queue_size: Gauge,
     queue_full: Family<Counter>,
     command: Family<Counter>,
     command_latency: Family<Histogram>,
-    mqtt_connected: Single<Gauge>,
+    mqtt_connected: Gauge,
     mqtt_published: Family<Counter>,
     mqtt_commands: Family<Counter>,
-    devices_available: Single<Gauge>,
+    devices_available: Gauge,
+}
+
+fn recorder() -> PrometheusRecorder {
+    // `set_buckets` fails only for an empty list, and ours is a non-empty constant; the fallback
+    // (summaries) is unreachable and the tests on `_bucket` series would catch it.
+    PrometheusBuilder::new()
+        .set_buckets(&LATENCY_BUCKETS_SECONDS)
+        .unwrap_or_else(|_| PrometheusBuilder::new())
+        .build_recorder()
+}
+
+fn describe(recorder: &PrometheusRecorder) {
+    for (name, kind, help) in DESCRIPTIONS {
+        let (key, help) = (KeyName::from_const_str(name), SharedString::const_str(help));
+        match kind {
+            Kind::Counter => recorder.describe_counter(key, Some(Unit::Count), help),
+            Kind::Gauge => recorder.describe_gauge(key, Some(Unit::Count), help),
+            Kind::Histogram => recorder.describe_histogram(key, Some(Unit::Seconds), help),
+        }
+    }
+}
+
+/// A family labelled by `device_id` (capped) and optionally a static second label.
+fn by_device<M: Handle>(name: &'static str, second: Option<&'static str>) -> Family<M> {
+    Family::new(name, "device_id", second, Some(MAX_DEVICE_IDS))
+}
+
+/// A family with one static label.
+fn fixed<M: Handle>(name: &'static str, label: &'static str) -> Family<M> {
+    Family::new(name, label, None, None)
 }
 
 impl Inner {
     fn new() -> Self {
-        let devices = Some(MAX_DEVICE_IDS);
-        Self {
-            packet_sent: Family::new(
-                counter(
-                    "tcp_comm_packet_sent_total",
-                    "Packets written to device sessions, by device and outcome.",
-                    DEVICE_OUTCOME,
-                ),
-                devices,
-            ),
-            packet_recv: Family::new(
-                counter(
-                    "tcp_comm_packet_recv_total",
-                    "Packets read from device sessions, by device and outcome.",
-                    DEVICE_OUTCOME,
-                ),
-                devices,
-            ),
-            packet_latency: Family::new(
-                seconds_histogram(
-                    "tcp_comm_packet_latency_seconds",
-                    "Time from sending a device packet that expects an answer to receiving the answer, by device.",
-                    "device_id",
-                ),
-                devices,
-            ),
-            packet_retransmit: Family::new(
-                counter(
-                    "tcp_comm_packet_retransmit_total",
-                    "Packets sent to a device again, by device and reason.",
-                    DEVICE_REASON,
-                ),
-                devices,
-            ),
-            decode_errors: Family::new(
-                counter(
-                    "tcp_comm_decode_errors_total",
-                    "Frames from devices that could not be decoded, by device and reason.",
-                    DEVICE_REASON,
-                ),
-                devices,
-            ),
-            connected_sessions: Single::new(gauge(
-                "tcp_comm_connected_sessions",
-                "Device sessions currently open.",
-            )),
-            mesh_routes: Single::new(gauge(
-                "tcp_comm_mesh_routes",
-                "Mesh routes currently known (a route is a session that can reach a mesh device).",
-            )),
-            sessions_opened: Single::new(counter(
-                "tcp_comm_sessions_opened_total",
-                "Device sessions opened since the bridge started.",
-                LabelNames::None,
-            )),
-            sessions_closed: Family::new(
-                counter(
-                    "tcp_comm_sessions_closed_total",
-                    "Device sessions closed since the bridge started, by reason.",
-                    REASON,
-                ),
-                None,
-            ),
-            tls_handshake_failures: Family::new(
-                counter(
-                    "tcp_comm_tls_handshake_failures_total",
-                    "TLS handshakes with connecting devices that failed, by reason.",
-                    REASON,
-                ),
-                None,
-            ),
-            connections_rejected: Family::new(
-                counter(
-                    "tcp_comm_connections_rejected_total",
-                    "Device connections held then closed, or closed at once, without a session, by reason.",
-                    REASON,
-                ),
-                None,
-            ),
-            ack_received: Family::new(
-                counter(
-                    "tcp_comm_ack_received_total",
-                    "Receipts (0x7B) received for commands, by device and outcome.",
-                    DEVICE_OUTCOME,
-                ),
-                devices,
-            ),
-            ack_timeout: Family::new(
-                counter(
-                    "tcp_comm_ack_timeout_total",
-                    "Commands whose answer did not arrive within the response timeout, by device.",
-                    DEVICE,
-                ),
-                devices,
-            ),
-            idempotent_drop: Family::new(
-                counter(
-                    "tcp_comm_idempotent_drop_total",
-                    "Retransmitted device packets (same peer and msg id within the TTL) acknowledged then dropped, by device.",
-                    DEVICE,
-                ),
-                devices,
-            ),
-            send_queue_size: Single::new(gauge(
-                "tcp_comm_send_queue_size",
-                "Packets waiting in session send queues, summed over sessions.",
-            )),
-            recv_queue_size: Single::new(gauge(
-                "tcp_comm_recv_queue_size",
-                "Events waiting in the inbound device event queue.",
-            )),
-            queue_full: Family::new(
-                counter(
-                    "tcp_comm_queue_full_total",
-                    "Items that met a full bounded queue, by device and queue type.",
-                    LabelNames::Two("device_id", "queue_type"),
-                ),
-                devices,
-            ),
-            command: Family::new(
-                counter(
-                    "tcp_comm_command_total",
-                    "Commands finished, by transport and outcome.",
-                    LabelNames::Two("transport", "outcome"),
-                ),
-                None,
-            ),
-            command_latency: Family::new(
-                seconds_histogram(
-                    "tcp_comm_command_latency_seconds",
-                    "Time from command submission to its final outcome, by transport.",
-                    "transport",
-                ),
-                None,
-            ),
-            mqtt_connected: Single::new(gauge(
-                "tcp_comm_mqtt_connected",
-                "1 while the bridge is connected to the MQTT broker.",
-            )),
-            mqtt_published: Family::new(
-                counter(
-                    "tcp_comm_mqtt_published_total",
-                    "Messages handed to the MQTT client, by kind (discovery, state, availability, attributes, bridge).",
-                    LabelNames::One("kind"),
-                ),
-                None,
-            ),
-            mqtt_commands: Family::new(
-                counter(
-                    "tcp_comm_mqtt_commands_total",
-                    "Commands received over MQTT, by result (accepted, invalid, unknown_entity, disabled, dropped).",
-                    LabelNames::One("result"),
-                ),
-                None,
-            ),
-            devices_available: Single::new(gauge(
-                "tcp_comm_devices_available",
-                "Devices currently available in Home Assistant.",
-            )),
+        let recorder = recorder();
+        describe(&recorder);
+        let r = &recorder;
+        let inner = Self {
+            handle: recorder.handle(),
+            observations: AtomicU64::new(0),
+            packet_sent: by_device(PACKET_SENT, Some("outcome")),
+            packet_recv: by_device(PACKET_RECV, Some("outcome")),
+            packet_latency: by_device(PACKET_LATENCY, None),
+            packet_retransmit: by_device(PACKET_RETRANSMIT, Some("reason")),
+            decode_errors: by_device(DECODE_ERRORS, Some("reason")),
+            connected_sessions: Gauge::register(r, CONNECTED_SESSIONS),
+            mesh_routes: Gauge::register(r, MESH_ROUTES),
+            sessions_opened: single(r, SESSIONS_OPENED),
+            sessions_closed: fixed(SESSIONS_CLOSED, "reason"),
+            tls_handshake_failures: fixed(TLS_HANDSHAKE_FAILURES, "reason"),
+            connections_rejected: fixed(CONNECTIONS_REJECTED, "reason"),
+            ack_received: by_device(ACK_RECEIVED, Some("outcome")),
+            ack_timeout: by_device(ACK_TIMEOUT, None),
+            idempotent_drop: by_device(IDEMPOTENT_DROP, None),
+            send_queue_size: Gauge::register(r, SEND_QUEUE_SIZE),
+            recv_queue_size: Gauge::register(r, RECV_QUEUE_SIZE),
+            queue_full: by_device(QUEUE_FULL, Some("queue_type")),
+            command: Family::new(COMMAND, "transport", Some("outcome"), None),
+            command_latency: fixed(COMMAND_LATENCY, "transport"),
+            mqtt_connected: Gauge::register(r, MQTT_CONNECTED),
+            mqtt_published: fixed(MQTT_PUBLISHED, "kind"),
+            mqtt_commands: fixed(MQTT_COMMANDS, "result"),
+            devices_available: Gauge::register(r, DEVICES_AVAILABLE),
+            recorder,
+        };
+        inner.init_fixed_vocabularies();
+        inner
+    }
+
+    /// Creates every series whose labels all come from a fixed vocabulary, at zero.
+    fn init_fixed_vocabularies(&self) {
+        let r = &self.recorder;
+        self.sessions_closed
+            .init(r, vocab::SESSION_CLOSE_REASONS, &[""]);
+        self.tls_handshake_failures
+            .init(r, vocab::HANDSHAKE_FAILURE_REASONS, &[""]);
+        self.connections_rejected
+            .init(r, vocab::REJECTION_REASONS, &[""]);
+        self.command
+            .init(r, vocab::TRANSPORTS, vocab::COMMAND_OUTCOMES);
+        self.command_latency.init(r, vocab::TRANSPORTS, &[""]);
+        self.mqtt_published
+            .init(r, vocab::MQTT_PUBLISH_KINDS, &[""]);
+        self.mqtt_commands
+            .init(r, vocab::MQTT_COMMAND_RESULTS, &[""]);
+    }
+
+    fn observe(&self, family: &Family<Histogram>, first: &str, latency: Duration) {
+        family.with(&self.recorder, first, "", |h| {
+            h.record(latency.as_secs_f64())
+        });
+        let seen = self.observations.fetch_add(1, Ordering::Relaxed);
+        if seen % UPKEEP_EVERY == UPKEEP_EVERY - 1 {
+            self.handle.run_upkeep();
         }
+    }
+
+    fn count(&self, family: &Family<Counter>, first: &str, second: &'static str) {
+        family.with(&self.recorder, first, second, |c| c.increment(1));
     }
 }
 
@@ -291,54 +270,57 @@ impl fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    /// A fresh registry with every family present and no samples.
+    /// A fresh, independent registry: every unlabelled series and every series of a fixed
+    /// vocabulary present at zero, device-labelled families empty.
     pub fn new() -> Self {
         Self {
             inner: Arc::new(Inner::new()),
         }
     }
 
+    /// The name of every family the bridge exports, whether or not it has a series yet (a
+    /// device-labelled family appears in [`render`](Self::render) only after its first device):
+    /// for checking that dashboards and alert rules query only what exists.
+    pub fn family_names() -> impl Iterator<Item = &'static str> {
+        DESCRIPTIONS.iter().map(|(name, _, _)| *name)
+    }
+
     /// Counts a packet written to `device_id`'s session (`tcp_comm_packet_sent_total`).
     pub fn packet_sent(&self, device_id: &str, outcome: &'static str) {
         self.inner
-            .packet_sent
-            .with(device_id, outcome, Counter::inc);
+            .count(&self.inner.packet_sent, device_id, outcome);
     }
 
     /// Counts a packet read from `device_id`'s session (`tcp_comm_packet_recv_total`).
     pub fn packet_recv(&self, device_id: &str, outcome: &'static str) {
         self.inner
-            .packet_recv
-            .with(device_id, outcome, Counter::inc);
+            .count(&self.inner.packet_recv, device_id, outcome);
     }
 
     /// Records the time between a packet and its answer (`tcp_comm_packet_latency_seconds`).
     pub fn packet_latency(&self, device_id: &str, latency: Duration) {
         self.inner
-            .packet_latency
-            .with(device_id, "", |h| h.observe(latency));
+            .observe(&self.inner.packet_latency, device_id, latency);
     }
 
     /// Counts a packet sent again (`tcp_comm_packet_retransmit_total`).
     pub fn packet_retransmit(&self, device_id: &str, reason: &'static str) {
         self.inner
-            .packet_retransmit
-            .with(device_id, reason, Counter::inc);
+            .count(&self.inner.packet_retransmit, device_id, reason);
     }
 
     /// Counts a frame that could not be decoded (`tcp_comm_decode_errors_total`).
     pub fn decode_error(&self, device_id: &str, reason: &'static str) {
         self.inner
-            .decode_errors
-            .with(device_id, reason, Counter::inc);
+            .count(&self.inner.decode_errors, device_id, reason);
     }
 
     /// Counts a session opening (`tcp_comm_sessions_opened_total`, `tcp_comm_connected_sessions`)
     /// and returns the guard that records its closing. Tying both to one guard keeps the gauge
     /// honest even when a session task panics or is dropped.
     pub fn session_opened(&self) -> SessionGuard {
-        self.inner.sessions_opened.get().inc();
-        self.inner.connected_sessions.get().inc();
+        self.inner.sessions_opened.increment(1);
+        self.inner.connected_sessions.inc();
         SessionGuard {
             metrics: self.clone(),
             open: true,
@@ -347,122 +329,93 @@ impl Metrics {
 
     /// The number of mesh routes known (`tcp_comm_mesh_routes`); the route registry `set`s it.
     pub fn mesh_routes(&self) -> &Gauge {
-        self.inner.mesh_routes.get()
+        &self.inner.mesh_routes
     }
 
     /// Counts a failed TLS handshake (`tcp_comm_tls_handshake_failures_total`).
     pub fn tls_handshake_failure(&self, reason: &'static str) {
         self.inner
-            .tls_handshake_failures
-            .with(reason, "", Counter::inc);
+            .count(&self.inner.tls_handshake_failures, reason, "");
     }
 
     /// Counts a connection turned away before its session (`tcp_comm_connections_rejected_total`):
     /// over `server.max_connections`, outside `server.allow_networks`, or the hold pool full.
     pub fn connection_rejected(&self, reason: &'static str) {
         self.inner
-            .connections_rejected
-            .with(reason, "", Counter::inc);
+            .count(&self.inner.connections_rejected, reason, "");
     }
 
     /// Counts a command receipt (`tcp_comm_ack_received_total`).
     pub fn ack_received(&self, device_id: &str, outcome: &'static str) {
         self.inner
-            .ack_received
-            .with(device_id, outcome, Counter::inc);
+            .count(&self.inner.ack_received, device_id, outcome);
     }
 
     /// Counts a command whose answer timed out (`tcp_comm_ack_timeout_total`).
     pub fn ack_timeout(&self, device_id: &str) {
-        self.inner.ack_timeout.with(device_id, "", Counter::inc);
+        self.inner.count(&self.inner.ack_timeout, device_id, "");
     }
 
     /// Counts a retransmitted device packet dropped by de-duplication
     /// (`tcp_comm_idempotent_drop_total`).
     pub fn idempotent_drop(&self, device_id: &str) {
-        self.inner.idempotent_drop.with(device_id, "", Counter::inc);
+        self.inner.count(&self.inner.idempotent_drop, device_id, "");
     }
 
     /// Items in all session send queues (`tcp_comm_send_queue_size`); sessions `add` and
     /// subtract as they enqueue and dequeue.
     pub fn send_queue_size(&self) -> &Gauge {
-        self.inner.send_queue_size.get()
+        &self.inner.send_queue_size
     }
 
     /// Items in the inbound event queue (`tcp_comm_recv_queue_size`).
     pub fn recv_queue_size(&self) -> &Gauge {
-        self.inner.recv_queue_size.get()
+        &self.inner.recv_queue_size
     }
 
     /// Counts an item that met a full queue (`tcp_comm_queue_full_total`), whatever the queue's
     /// overflow policy then did with it.
     pub fn queue_full(&self, device_id: &str, queue_type: &'static str) {
         self.inner
-            .queue_full
-            .with(device_id, queue_type, Counter::inc);
+            .count(&self.inner.queue_full, device_id, queue_type);
     }
 
     /// Counts a finished command (`tcp_comm_command_total`).
     pub fn command(&self, transport: &'static str, outcome: &'static str) {
-        self.inner.command.with(transport, outcome, Counter::inc);
+        self.inner.count(&self.inner.command, transport, outcome);
     }
 
     /// Records a command's submission-to-outcome time (`tcp_comm_command_latency_seconds`).
     pub fn command_latency(&self, transport: &'static str, latency: Duration) {
         self.inner
-            .command_latency
-            .with(transport, "", |h| h.observe(latency));
+            .observe(&self.inner.command_latency, transport, latency);
     }
 
     /// Whether the broker connection is up (`tcp_comm_mqtt_connected`).
     pub fn mqtt_connected(&self) -> &Gauge {
-        self.inner.mqtt_connected.get()
+        &self.inner.mqtt_connected
     }
 
     /// Counts a message queued for the broker (`tcp_comm_mqtt_published_total`).
     pub fn mqtt_published(&self, kind: &'static str) {
-        self.inner.mqtt_published.with(kind, "", Counter::inc);
+        self.inner.count(&self.inner.mqtt_published, kind, "");
     }
 
     /// Counts an MQTT command by what became of it (`tcp_comm_mqtt_commands_total`).
     pub fn mqtt_command(&self, result: &'static str) {
-        self.inner.mqtt_commands.with(result, "", Counter::inc);
+        self.inner.count(&self.inner.mqtt_commands, result, "");
     }
 
     /// Devices available in Home Assistant (`tcp_comm_devices_available`).
     pub fn devices_available(&self) -> &Gauge {
-        self.inner.devices_available.get()
+        &self.inner.devices_available
     }
 
-    /// The Prometheus text exposition (format 0.0.4) of every family, in a fixed order, series
-    /// sorted by label values. Families without samples still show their HELP and TYPE.
+    /// The Prometheus text exposition (format 0.0.4) of every series that exists, as the exporter
+    /// writes it: each family in one block after its HELP and TYPE lines, blocks separated by an
+    /// empty line, families and series in no particular order.
     pub fn render(&self) -> String {
-        let i = &*self.inner;
-        let mut out = String::with_capacity(16 * 1024);
-        i.packet_sent.encode(&mut out);
-        i.packet_recv.encode(&mut out);
-        i.packet_latency.encode(&mut out);
-        i.packet_retransmit.encode(&mut out);
-        i.decode_errors.encode(&mut out);
-        i.connected_sessions.encode(&mut out);
-        i.mesh_routes.encode(&mut out);
-        i.sessions_opened.encode(&mut out);
-        i.sessions_closed.encode(&mut out);
-        i.tls_handshake_failures.encode(&mut out);
-        i.connections_rejected.encode(&mut out);
-        i.ack_received.encode(&mut out);
-        i.ack_timeout.encode(&mut out);
-        i.idempotent_drop.encode(&mut out);
-        i.send_queue_size.encode(&mut out);
-        i.recv_queue_size.encode(&mut out);
-        i.queue_full.encode(&mut out);
-        i.command.encode(&mut out);
-        i.command_latency.encode(&mut out);
-        i.mqtt_connected.encode(&mut out);
-        i.mqtt_published.encode(&mut out);
-        i.mqtt_commands.encode(&mut out);
-        i.devices_available.encode(&mut out);
-        out
+        self.inner.handle.render()
     }
 
     /// The value of one series as it appears in [`render`](Self::render), e.g.
@@ -502,8 +455,8 @@ impl SessionGuard {
     fn finish(&mut self, reason: &'static str) {
         if std::mem::take(&mut self.open) {
             let inner = &self.metrics.inner;
-            inner.sessions_closed.with(reason, "", Counter::inc);
-            inner.connected_sessions.get().dec();
+            inner.count(&inner.sessions_closed, reason, "");
+            inner.connected_sessions.dec();
         }
     }
 }
@@ -543,9 +496,12 @@ mod tests {
                     other => panic!("unexpected type {other}"),
                 }
             }
-            if let Some(rest) = line.strip_prefix("# UNIT ") {
-                let (name, unit) = rest.split_once(' ').unwrap();
-                assert!(name.ends_with(&format!("_{unit}")), "{name} {unit}");
+        }
+        for (name, kind, _) in DESCRIPTIONS {
+            match kind {
+                Kind::Counter => assert!(name.ends_with("_total"), "{name}"),
+                Kind::Histogram => assert!(name.ends_with("_seconds"), "{name}"),
+                Kind::Gauge => assert!(!name.ends_with("_total"), "{name}"),
             }
         }
     }

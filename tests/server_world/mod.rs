@@ -496,40 +496,9 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     body.to_owned()
 }
 
-/// Runs `promtool check metrics` on `exposition` and asserts it reports nothing. Skips (with a
-/// note) when promtool is absent, unless `CYNC_REQUIRE_PROMTOOL=1`.
-pub fn promtool_check(exposition: &str) {
-    use std::io::Write as _;
-    use std::process::{Command as Process, Stdio};
-    let required = std::env::var("CYNC_REQUIRE_PROMTOOL").is_ok_and(|v| v == "1");
-    let child = Process::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-            eprintln!("SKIPPED: promtool not found (apt-get install prometheus)");
-            return;
-        }
-        Err(e) => panic!("cannot run promtool: {e}"),
-    };
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(exposition.as_bytes())
-        .expect("write to promtool");
-    let output = child.wait_with_output().expect("promtool");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success() && report.trim().is_empty(),
-        "promtool check metrics reported:\n{report}"
-    );
-}
+/// The promtool lint shared with `tests/telemetry_promtool.rs` (not every binary that includes
+/// this module includes `common`, hence the path).
+#[path = "../common/promtool.rs"]
+mod promtool;
+#[allow(unused_imports)] // benches include this module without linting scrapes
+pub use promtool::check as promtool_check;
