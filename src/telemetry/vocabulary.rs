@@ -40,6 +40,7 @@ pub const SESSION_CLOSE_REASONS: &[&str] = &[
     "app_login_refused",
     "device_not_allowed",
     "requested",
+    "no_hello",
     super::metrics::SESSION_CLOSE_ABORTED,
 ];
 
@@ -59,7 +60,7 @@ pub const MQTT_COMMAND_RESULTS: &[&str] = &[
     "invalid",
     "unknown_entity",
     "disabled",
-    "dropped",
+    "superseded",
 ];
 
 /// `queue_type` of `tcp_comm_queue_full_total` (device-labelled: listed, not pre-created).
