@@ -22,7 +22,7 @@ use crate::bridge::{self, Registry};
 use crate::config::Config;
 use crate::device::StateStore;
 use crate::server::{DeviceServer, Services};
-use crate::telemetry::access::{default_ingress_peers, AccessRule};
+use crate::telemetry::access::AccessRule;
 use crate::telemetry::{self, Health, Metrics};
 
 /// Arguments of `cync-bridge serve`.
@@ -100,9 +100,12 @@ impl Running {
         let tracker = TaskTracker::new();
 
         // The admin token exists from the first start on, so subcommands can always read it.
-        let access =
-            AccessRule::load_or_create(&config.data_dir, Vec::new(), default_ingress_peers())
-                .context("cannot prepare the admin token for the telemetry endpoint")?;
+        let access = AccessRule::load_or_create(
+            &config.data_dir,
+            config.telemetry.allowed_hosts.clone(),
+            config.telemetry.ingress_peers.resolve(),
+        )
+        .context("cannot prepare the admin token for the telemetry endpoint")?;
         let server =
             DeviceServer::bind(&config.device_server(), &services, shutdown.clone()).await?;
         let device_addr = server.local_addr()?;

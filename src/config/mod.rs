@@ -149,6 +149,30 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// `tracing` filter directives (checked here, applied by `telemetry::logging::init`).
     pub log_filter: String,
+    /// Host names (besides IP literals and `localhost`) state-changing requests may be addressed
+    /// to; anything else is refused as a DNS-rebinding attempt.
+    pub allowed_hosts: Vec<String>,
+    /// Peers whose requests come through Home Assistant's ingress.
+    pub ingress_peers: IngressPeers,
+}
+
+/// Who may reach the admin endpoints as Home Assistant's ingress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IngressPeers {
+    /// The Supervisor's address when running as an add-on, nobody otherwise.
+    Auto,
+    /// Exactly these addresses.
+    Only(Vec<std::net::IpAddr>),
+}
+
+impl IngressPeers {
+    /// The addresses in force on this machine.
+    pub fn resolve(&self) -> Vec<std::net::IpAddr> {
+        match self {
+            IngressPeers::Auto => crate::telemetry::access::default_ingress_peers(),
+            IngressPeers::Only(peers) => peers.clone(),
+        }
+    }
 }
 
 /// Which config file to read.
@@ -346,10 +370,44 @@ impl Check<'_> {
                 ),
             )
         })?;
+        let ingress_peers = match r.ingress_peers.as_slice() {
+            [auto] if auto == "auto" => IngressPeers::Auto,
+            peers => IngressPeers::Only(
+                peers
+                    .iter()
+                    .map(|p| {
+                        p.trim().parse().map_err(|_| {
+                            self.fail(
+                                "telemetry.ingress_peers",
+                                format!("{p:?} is not an IP address (or use [\"auto\"])"),
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        let allowed_hosts = r
+            .allowed_hosts
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect::<Vec<_>>();
+        if let Some(bad) = allowed_hosts.iter().find(|h| {
+            h.is_empty()
+                || !h
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        }) {
+            return Err(self.fail(
+                "telemetry.allowed_hosts",
+                format!("{bad:?} is not a host name (e.g. \"cync.lan\")"),
+            ));
+        }
         Ok(TelemetryConfig {
             listen: self.addr("telemetry.listen", &r.listen)?,
             log_format,
             log_filter: r.log_filter.clone(),
+            allowed_hosts,
+            ingress_peers,
         })
     }
 

@@ -114,6 +114,8 @@ pub struct RawTelemetry {
     pub listen: String,
     pub log_format: String,
     pub log_filter: String,
+    pub allowed_hosts: Vec<String>,
+    pub ingress_peers: Vec<String>,
 }
 
 impl Default for RawTelemetry {
@@ -122,6 +124,8 @@ impl Default for RawTelemetry {
             listen: "127.0.0.1:9464".to_owned(),
             log_format: "json".to_owned(),
             log_filter: "info".to_owned(),
+            allowed_hosts: Vec::new(),
+            ingress_peers: vec!["auto".to_owned()],
         }
     }
 }

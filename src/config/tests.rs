@@ -140,3 +140,26 @@ fn a_misspelt_key_in_a_known_section_suggests_the_nearest_key() {
     let text = error.to_string();
     assert!(text.contains("did you mean `url`?"), "{text}");
 }
+
+#[test]
+fn admin_access_settings_are_validated_and_auto_trusts_only_the_supervisor() {
+    let c = from_toml("").unwrap();
+    assert_eq!(c.telemetry.ingress_peers, IngressPeers::Auto);
+    assert!(c.telemetry.allowed_hosts.is_empty());
+    let c =
+        from_toml("[telemetry]\nallowed_hosts = [\"Cync.LAN\"]\ningress_peers = [\"10.0.0.2\"]")
+            .unwrap();
+    assert_eq!(c.telemetry.allowed_hosts, vec!["cync.lan".to_owned()]);
+    assert_eq!(
+        c.telemetry.ingress_peers.resolve(),
+        vec!["10.0.0.2".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        key_of(from_toml("[telemetry]\ningress_peers = [\"supervisor\"]")),
+        "telemetry.ingress_peers"
+    );
+    assert_eq!(
+        key_of(from_toml("[telemetry]\nallowed_hosts = [\"evil/host\"]")),
+        "telemetry.allowed_hosts"
+    );
+}
