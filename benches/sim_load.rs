@@ -94,7 +94,7 @@ fn run_server() {
             }
             n += 1;
             let (conn, id) = &known[n % known.len()];
-            let cmd = if n % 3 == 0 {
+            let cmd = if n.is_multiple_of(3) {
                 Cmd::Light {
                     target: *id,
                     brightness: Some((n % 100) as u8),
@@ -103,11 +103,11 @@ fn run_server() {
             } else {
                 Cmd::Power {
                     target: *id,
-                    on: n % 2 == 0,
+                    on: n.is_multiple_of(2),
                 }
             };
             conn.send_command(cmd).await;
-            if n % 1000 == 0 {
+            if n.is_multiple_of(1000) {
                 server.forget_closed();
             }
         }

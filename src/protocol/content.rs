@@ -393,7 +393,7 @@ impl<'a> InfoContent<'a> {
             [first, ..] if (0xC2..=0xC6).contains(first) && tlv_is_well_formed(content) => {
                 InfoContent::Tlv(content)
             }
-            [_, 0x00, 0x10, ..] if content.len() % STATUS_RECORD_LEN == 0 => {
+            [_, 0x00, 0x10, ..] if content.len().is_multiple_of(STATUS_RECORD_LEN) => {
                 InfoContent::Records(content)
             }
             _ => InfoContent::Other(content),
