@@ -18,6 +18,7 @@ fn handle(id: u64, device: u8) -> SessionHandle {
         home: HomeId::DEFAULT,
         commands,
         close: Arc::new(CloseSignal::new(CancellationToken::new())),
+        metrics: crate::telemetry::Metrics::new(),
     }
 }
 

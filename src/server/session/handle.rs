@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::device::HomeId;
 use crate::protocol::{Command, MsgId, PeerId, Seq};
+use crate::telemetry::Metrics;
 
 /// Process-unique id of a session; larger ids are newer sessions.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -218,6 +219,9 @@ pub struct SessionHandle {
     pub(crate) home: HomeId,
     pub(crate) commands: mpsc::Sender<SessionCommand>,
     pub(crate) close: Arc<CloseSignal>,
+    /// `tcp_comm_send_queue_size` counts commands between `try_submit` and the session taking
+    /// them (or dropping them at its end).
+    pub(crate) metrics: Metrics,
 }
 
 impl SessionHandle {
@@ -244,9 +248,15 @@ impl SessionHandle {
     /// Queues a command without waiting: a full queue is refused at once (the reader of the
     /// session is never involved, so a slow device slows only its own submitters).
     pub fn try_submit(&self, command: SessionCommand) -> Result<(), SubmitError> {
-        self.commands.try_send(command).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(c) => SubmitError::Full(c),
-            mpsc::error::TrySendError::Closed(c) => SubmitError::Closed(c),
+        // Counted before the send, so the session's decrement can never come first.
+        let queued = self.metrics.send_queue_size();
+        queued.inc();
+        self.commands.try_send(command).map_err(|e| {
+            queued.dec();
+            match e {
+                mpsc::error::TrySendError::Full(c) => SubmitError::Full(c),
+                mpsc::error::TrySendError::Closed(c) => SubmitError::Closed(c),
+            }
         })
     }
 

@@ -230,7 +230,10 @@ impl Session {
                 item = reader.next() => self.on_read(item),
                 // cancel-safe: recv only removes a command when it returns it. Disabled while the
                 // send buffer is full, so commands wait in the bounded queue.
-                Some(command) = queue.recv(), if take_commands => self.on_command(command),
+                Some(command) = queue.recv(), if take_commands => {
+                    self.ctx.metrics.send_queue_size().dec();
+                    self.on_command(command);
+                }
                 // cancel-safe: a sleep has no state; deadlines are recomputed every turn.
                 () = sleep_until(wake) => self.on_timer(Instant::now()),
             }
@@ -238,6 +241,7 @@ impl Session {
         // Commands still queued never reach the device.
         queue.close();
         while let Ok(command) = queue.try_recv() {
+            self.ctx.metrics.send_queue_size().dec();
             self.notify(
                 &Owner {
                     token: command.token,
@@ -439,6 +443,7 @@ impl Session {
             home: self.home,
             commands: self.commands.clone(),
             close: Arc::clone(&self.close),
+            metrics: self.ctx.metrics.clone(),
         };
         if let Some(old) = self.ctx.routes.register(handle.clone()) {
             tracing::info!(old_session = %old.id(), old_addr = %old.addr(), "device reconnected; closing its old session");

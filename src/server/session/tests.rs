@@ -156,3 +156,47 @@ async fn a_connection_that_never_says_hello_is_closed_after_the_hello_timeout() 
         Some(1.0)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_send_queue_gauge_counts_commands_until_the_session_takes_or_drops_them() {
+    use crate::server::{CommandToken, SessionCommand};
+    let ctx = context();
+    let mut device = start(&ctx);
+    say_hello(&mut device).await;
+    let gauge = || {
+        ctx.metrics
+            .sample_value("tcp_comm_send_queue_size")
+            .unwrap_or(f64::NAN)
+    };
+    let handle = loop {
+        if let Some(h) = ctx.routes.session_of(PeerId([1, 2, 3, 4])) {
+            break h;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let (events, _updates) = tokio::sync::mpsc::channel(16);
+    let command = |n| SessionCommand {
+        command: crate::protocol::Command::Power {
+            target: n,
+            on: true,
+        },
+        seq: None,
+        token: CommandToken(u64::from(n)),
+        correlation: uuid::Uuid::nil(),
+        events: events.clone(),
+    };
+    // Before the 0xA3 the session takes no commands: they wait in its queue.
+    handle.try_submit(command(1)).unwrap();
+    handle.try_submit(command(2)).unwrap();
+    assert_eq!(gauge(), 2.0);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(gauge(), 0.0, "taken once the session opened");
+    // Commands queued when the session ends are dropped, and leave the gauge too.
+    drop(device);
+    // Accepted or refused depending on whether the session has noticed the EOF yet: either way
+    // nothing may stay counted once it has ended.
+    let _ = handle.try_submit(command(3));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(handle.is_closed());
+    assert_eq!(gauge(), 0.0);
+}
