@@ -3,7 +3,8 @@
 //!
 //! Why it exists: one typed value that the TOML scenario, the CLI flags and Rust tests all
 //! produce, validated once ([`SimConfig::validate`]) before anything starts. Defaults are the
-//! measured real values (PROTOCOL.md §4.3 heartbeat, §9.5 reconnect, §6.10 report delay).
+//! measured real values: heartbeat (`docs/protocol.md#heartbeat`), reconnect delay
+//! (`docs/protocol.md#timing`), report delay (`docs/protocol.md#command-responses`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,9 +20,9 @@ use crate::protocol::Stuffing;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Timing {
-    /// Transmit-idle time before a 0xD3 heartbeat (§4.3: ≈ 21 s).
+    /// Transmit-idle time before a 0xD3 heartbeat (`docs/protocol.md#heartbeat`: ≈ 21 s).
     pub heartbeat_idle_ms: u64,
-    /// Base reconnect delay after a connection ends (§9.5: 2.6 s on average).
+    /// Base reconnect delay after a connection ends (`docs/protocol.md#timing`: 2.6 s on average).
     pub reconnect_ms: u64,
     /// Reconnect delay is multiplied by a factor drawn from `1 ± reconnect_jitter`.
     pub reconnect_jitter: f64,
@@ -34,7 +35,8 @@ pub struct Timing {
     pub hello_timeout_ms: u64,
     /// Time a socket write may block before the connection is treated as dead.
     pub write_timeout_ms: u64,
-    /// Delay between a command's response/receipt and the state report (§6.10: ≈ 0.5 s).
+    /// Delay between a command's response/receipt and the state report
+    /// (`docs/protocol.md#command-responses`: ≈ 0.5 s).
     pub report_delay_ms: u64,
     /// First connections are spread over this long (0 = all at once, like after a bridge
     /// restart).
@@ -66,8 +68,8 @@ impl Timing {
     }
 }
 
-/// Whether per-connection message counters restart on reconnect (§3.2: both were seen, so "do
-/// not assume a reset").
+/// Whether per-connection message counters restart on reconnect (`docs/protocol.md#msg-id`: both
+/// were seen, so "do not assume a reset").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CounterPolicy {
@@ -84,7 +86,7 @@ pub enum CounterPolicy {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FrameStuffing {
-    /// Raw, like every device frame captured (§5.3).
+    /// Raw, like every device frame captured (`docs/protocol.md#escaping`).
     #[default]
     Raw,
     /// HDLC-stuffed (`7D 5D` / `7D 5E`), as seen on the cloud→app leg, to test the bridge's
@@ -106,8 +108,9 @@ impl From<FrameStuffing> for Stuffing {
 #[serde(default, deny_unknown_fields)]
 pub struct Behaviour {
     /// Whether a relay sends the `f9` response for a command aimed at another mesh device
-    /// (Bluetooth-only or another Wi-Fi device). Not captured (§6.10 shows a device's own
-    /// command only); on by default because legacy's routing relies on any bridge answering.
+    /// (Bluetooth-only or another Wi-Fi device). Not captured (`docs/protocol.md#command-responses`
+    /// shows a device's own command only); on by default because legacy's routing relies on any
+    /// bridge answering.
     pub relay_responds: bool,
     /// Frame encoding.
     pub stuffing: FrameStuffing,
