@@ -132,7 +132,8 @@ pub struct TestServer {
     _dir: tempfile::TempDir,
 }
 
-/// A fixed 0xC8 time (A1: 2025-11-06 Thu 02:20:40, UTC−06:00).
+/// A fixed 0xC8 time: the 2025 home capture's (vector 3, `docs/protocol.md#test-vectors`:
+/// Thursday 2025-11-06 02:20:40, UTC−06:00).
 pub const CLOCK: ClockTime = ClockTime {
     year: 2025,
     month: 11,
