@@ -20,7 +20,8 @@ pub struct ServerSettings {
     pub handshake_timeout: Duration,
     /// Deadline for the device's hello (0x23) once TLS is up; real devices send it at once.
     pub hello_timeout: Duration,
-    /// Device sessions served at once.
+    /// Device sessions served at once; a connection beyond this is held for `over_limit_hold`,
+    /// then closed.
     pub max_connections: NonZeroUsize,
     /// How long a connection over the limit (or from a source that is not allowed) is held open
     /// before it is closed: devices retry at once when closed

@@ -116,7 +116,7 @@ pub struct Chaos {
     pub from_bridge: PacketChaos,
     /// Partitions, reconnect storms, slow reader.
     pub link: LinkChaos,
-    /// Receipt behaviour.
+    #[allow(missing_docs)]
     pub receipts: ReceiptChaos,
 }
 
@@ -126,9 +126,9 @@ pub struct Chaos {
 pub struct ChaosError {
     /// e.g. `to_bridge.loss`.
     pub knob: String,
-    /// The value given.
+    #[allow(missing_docs)]
     pub value: f64,
-    /// What is allowed.
+    /// The allowed range, as text for the message (e.g. `0..=1`).
     pub expected: &'static str,
 }
 

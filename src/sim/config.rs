@@ -112,7 +112,7 @@ pub struct Behaviour {
     /// shows a device's own command only); on by default because legacy's routing relies on any
     /// bridge answering.
     pub relay_responds: bool,
-    /// Frame encoding.
+    #[allow(missing_docs)]
     pub stuffing: FrameStuffing,
     /// Message counters across reconnects.
     pub counters: CounterPolicy,
@@ -145,11 +145,11 @@ pub struct SimDeviceKey {
 pub struct SimConfig {
     /// Seed for every random decision (ids, profiles, chaos, backoff jitter, wall changes).
     pub seed: u64,
-    /// The homes to simulate.
+    #[allow(missing_docs)]
     pub homes: Vec<SimHome>,
-    /// Timers.
+    #[allow(missing_docs)]
     pub timing: Timing,
-    /// Open behaviour choices.
+    #[allow(missing_docs)]
     pub behaviour: Behaviour,
     /// Chaos for every device without an override.
     pub chaos: Chaos,
@@ -169,13 +169,9 @@ pub enum ConfigError {
     #[error("{0}")]
     Chaos(#[from] ChaosError),
     /// A per-device override names no Wi-Fi device.
+    #[allow(missing_docs)]
     #[error("per-device chaos names home {home} mesh id {mesh_id}, which is not a Wi-Fi device")]
-    UnknownDevice {
-        /// Home index.
-        home: usize,
-        /// Mesh id.
-        mesh_id: u16,
-    },
+    UnknownDevice { home: usize, mesh_id: u16 },
     /// No Wi-Fi device at all.
     #[error("nothing to simulate: no Wi-Fi device in any home")]
     Empty,

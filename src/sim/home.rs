@@ -80,7 +80,7 @@ pub struct SimHome {
     pub name: String,
     /// Devices in mesh-id order.
     pub devices: Vec<SimDevice>,
-    /// Groups.
+    #[allow(missing_docs)]
     pub groups: Vec<SimGroup>,
 }
 
@@ -88,43 +88,25 @@ pub struct SimHome {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HomeError {
     /// A mesh id outside 1..=250 or equal to 125/126.
+    #[allow(missing_docs)]
     #[error("home {home:?}: mesh id {id} is not usable (1..=250, not 125 or 126)")]
-    BadMeshId {
-        /// Home name.
-        home: String,
-        /// The id.
-        id: u16,
-    },
+    BadMeshId { home: String, id: u16 },
     /// Two devices with the same mesh id.
+    #[allow(missing_docs)]
     #[error("home {home:?}: mesh id {id} is used twice")]
-    DuplicateMeshId {
-        /// Home name.
-        home: String,
-        /// The id.
-        id: u16,
-    },
+    DuplicateMeshId { home: String, id: u16 },
     /// More devices than a one-byte id space allows.
     #[error("home {home:?} has {count} devices; at most {MAX_DEVICES_PER_HOME} fit one mesh, use several homes")]
-    TooManyDevices {
-        /// Home name.
-        home: String,
-        /// Devices asked for.
-        count: usize,
-    },
+    #[allow(missing_docs)]
+    TooManyDevices { home: String, count: usize },
     /// A relay, reach list or group names something that does not exist or cannot relay.
     #[error("home {home:?}: {what}")]
-    BadReference {
-        /// Home name.
-        home: String,
-        /// What is wrong.
-        what: String,
-    },
+    #[allow(missing_docs)]
+    BadReference { home: String, what: String },
     /// Two Wi-Fi devices (in any home) share a device id.
     #[error("device id {id} is used by two Wi-Fi devices")]
-    DuplicateDeviceId {
-        /// The id.
-        id: PeerId,
-    },
+    #[allow(missing_docs)]
+    DuplicateDeviceId { id: PeerId },
     /// The generator was asked for something impossible.
     #[error("cannot generate homes: {0}")]
     Generate(String),

@@ -52,7 +52,7 @@ pub const APPLIED_EVENTS: usize = 4096;
 /// command reached the device (a group command gives one event per member).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppliedEvent {
-    /// The device.
+    #[allow(missing_docs)]
     pub key: SimDeviceKey,
     /// Its state after the command.
     pub state: LightState,
