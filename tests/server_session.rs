@@ -136,7 +136,10 @@ async fn opened(device: &mut Device) -> u32 {
     let Ok(Packet::SessionOpen { peer, msg }) = decode(&open) else {
         panic!("first after the hello: 0xA3, got {open:02x?}")
     };
-    assert_eq!(peer, device.id, "session id = the device's own id (§4.8)");
+    assert_eq!(
+        peer, device.id,
+        "session id = the device's own id (docs/protocol.md#session-open)"
+    );
     let (request, tx, request_msg) = command_of(&device.next().await);
     assert_eq!(request, Command::MeshInfoRequest);
     let mut out = BytesMut::new();

@@ -136,7 +136,7 @@ async fn a_slow_reader_takes_bytes_over_rate_seconds_to_read_a_burst() {
     let from = rig.conn.packets().len();
     let start = Instant::now();
     let msgs = rig.commands(200).await;
-    let bytes = 200 * 36; // a power command is 36 bytes (§6.2)
+    let bytes = 200 * 36; // a power command is 36 bytes (docs/protocol.md#power)
     let last = *msgs.last().unwrap();
     let (_, r) = rig
         .conn

@@ -252,7 +252,7 @@ async fn corrupted_commands_get_a_receipt_and_are_not_applied() {
     assert_eq!(
         rig.received(0x7B),
         300,
-        "every 0x73 gets a receipt, even a damaged one (§4.7)"
+        "every 0x73 gets a receipt, even a damaged one (docs/protocol.md#receipts)"
     );
     rig.finish().await;
 }

@@ -1,6 +1,7 @@
-//! Commands from the test server to simulated devices: what comes back (PROTOCOL.md §6.10 —
-//! response then receipt in one write, then the state report with the command's tx and the
-//! 0x43 self record), relays and groups, duplicates and retries, wall switches, garbage.
+//! Commands from the test server to simulated devices: what comes back
+//! (`docs/protocol.md#command-responses` — response then receipt in one write, then the state
+//! report with the command's tx and the 0x43 self record), relays and groups, duplicates and
+//! retries, wall switches, garbage.
 
 mod common;
 

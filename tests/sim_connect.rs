@@ -131,7 +131,8 @@ async fn every_device_completes_its_connect_sequence_and_every_byte_decodes() {
 
 /// The connect phases of real devices, as [`kind`] names, taking only the packets that carry
 /// the device's id (0xC3/0xD3 carry none, so connections cannot be told apart by them in a
-/// capture without connection tags): A1 by peer id within 30 s of each hello, A3's plug log.
+/// capture without connection tags): the 2025 home capture by peer id within 30 s of each hello,
+/// and the 2024 plug log (`docs/protocol.md#evidence`).
 fn real_sequences() -> Option<BTreeSet<Vec<String>>> {
     let a1 = fixtures::load("captures/home-25-devices-20251106.txt").unwrap()?;
     let plug = fixtures::load("socat-2024/Plug.md").unwrap()?;
@@ -212,8 +213,8 @@ async fn each_profile_sends_the_packets_of_a_real_connect_sequence_in_order() {
             "{:?} sent {seq:?}; real devices sent one of {real:#?}",
             s.key()
         );
-        // 0xC3 goes out after the 0x28 (§4.2) — the server answers the hello at once, so it is
-        // in a later read than the hello — and before the first heartbeat.
+        // 0xC3 goes out after the 0x28 (docs/protocol.md#connect-and-time) — the server answers the
+        // hello at once, so it is in a later read than the hello — and before the first heartbeat.
         let c3 = packets.iter().position(|r| r.kind() == 0xC3).unwrap();
         assert!(packets[c3].read > packets[0].read);
         assert!(packets

@@ -71,7 +71,11 @@ fn read_device_records(path: &str) -> Option<Vec<Vec<u8>>> {
 /// The first occurrence of each distinct real ClientHello fingerprint, in file order.
 fn real_fingerprints() -> Option<Vec<(Vec<u8>, ClientHello)>> {
     let records = read_device_records(HELLOS)?;
-    assert_eq!(records.len(), 54, "PROTOCOL.md §1.2 counts 54 hellos");
+    assert_eq!(
+        records.len(),
+        54,
+        "docs/protocol.md#tls-parameters counts 54 hellos"
+    );
     let mut firsts: Vec<(Vec<u8>, ClientHello)> = Vec::new();
     for record in records {
         let hello = ClientHello::parse(&record).expect("every fixture record is a ClientHello");
@@ -83,7 +87,7 @@ fn real_fingerprints() -> Option<Vec<(Vec<u8>, ClientHello)>> {
     assert_eq!(
         sizes,
         [144, 88, 114],
-        "three fingerprints, PROTOCOL.md §1.2"
+        "three fingerprints, docs/protocol.md#tls-parameters"
     );
     Some(firsts)
 }

@@ -1,11 +1,11 @@
 //! Deterministic chaos for one simulated device: what can go wrong on its link and in its
 //! firmware, decided packet by packet from a seeded RNG.
 //!
-//! Why it exists: the bridge must survive the bad days real devices have (PROTOCOL.md §9.5:
-//! aggressive reconnects, slow readers, delayed acks) and the ones a network adds (loss,
-//! duplicates, corruption). Tests need those days to be *reproducible*, so every decision comes
-//! from a `StdRng` seeded from (simulator seed, device, direction): the same seed and the same
-//! packet sequence give the same decisions.
+//! Why it exists: the bridge must survive the bad days real devices have
+//! (`docs/protocol.md#timing`: aggressive reconnects, slow readers, delayed acks) and the ones a
+//! network adds (loss, duplicates, corruption). Tests need those days to be *reproducible*, so
+//! every decision comes from a `StdRng` seeded from (simulator seed, device, direction): the same
+//! seed and the same packet sequence give the same decisions.
 //!
 //! What it owns: the knobs ([`Chaos`] and its parts, deserialisable from a TOML scenario), their
 //! validation, and the counters of what was done; the engines that apply them live in
@@ -80,9 +80,9 @@ pub struct LinkChaos {
     pub partition_kind: Partition,
     /// How long a blackhole lasts before the device resumes on the same socket, in ms.
     pub blackhole_ms: u64,
-    /// Probability, per established connection, that the device drops it right after its hello
-    /// and reconnects after `storm_gap_ms` instead of the normal backoff (§9.5: devices
-    /// reconnected every 34 ms on average when the server stopped reading).
+    /// Probability, per established connection, that the device drops it right after its hello and
+    /// reconnects after `storm_gap_ms` instead of the normal backoff (`docs/protocol.md#timing`: a
+    /// device whose server stops reading reconnects aggressively).
     pub reconnect_storm: f64,
     /// Gap before reconnecting in a storm, in ms.
     pub storm_gap_ms: u64,
@@ -101,7 +101,7 @@ pub struct ReceiptChaos {
     /// Probability that the receipt is never sent (the command is still executed).
     pub drop: f64,
     /// Probability that only the receipt is sent: no response, no state change, no report
-    /// (what an invalid command gets, §4.7 / §6.10).
+    /// (a receipt only means "delivered": malformed 0x73s got one, `docs/protocol.md#receipts`).
     pub receipt_only: f64,
 }
 
@@ -116,7 +116,7 @@ pub struct Chaos {
     pub from_bridge: PacketChaos,
     /// Partitions, reconnect storms, slow reader.
     pub link: LinkChaos,
-    /// Receipt behaviour.
+    #[allow(missing_docs)]
     pub receipts: ReceiptChaos,
 }
 
@@ -126,9 +126,9 @@ pub struct Chaos {
 pub struct ChaosError {
     /// e.g. `to_bridge.loss`.
     pub knob: String,
-    /// The value given.
+    #[allow(missing_docs)]
     pub value: f64,
-    /// What is allowed.
+    /// The allowed range, as text for the message (e.g. `0..=1`).
     pub expected: &'static str,
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Why it exists: one typed value that the TOML scenario, the CLI flags and Rust tests all
 //! produce, validated once ([`SimConfig::validate`]) before anything starts. Defaults are the
-//! measured real values (PROTOCOL.md §4.3 heartbeat, §9.5 reconnect, §6.10 report delay).
+//! measured real values: heartbeat (`docs/protocol.md#heartbeat`), reconnect delay
+//! (`docs/protocol.md#timing`), report delay (`docs/protocol.md#command-responses`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,9 +20,9 @@ use crate::protocol::Stuffing;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Timing {
-    /// Transmit-idle time before a 0xD3 heartbeat (§4.3: ≈ 21 s).
+    /// Transmit-idle time before a 0xD3 heartbeat (`docs/protocol.md#heartbeat`: ≈ 21 s).
     pub heartbeat_idle_ms: u64,
-    /// Base reconnect delay after a connection ends (§9.5: 2.6 s on average).
+    /// Base reconnect delay after a connection ends (`docs/protocol.md#timing`: 2.6 s on average).
     pub reconnect_ms: u64,
     /// Reconnect delay is multiplied by a factor drawn from `1 ± reconnect_jitter`.
     pub reconnect_jitter: f64,
@@ -34,7 +35,8 @@ pub struct Timing {
     pub hello_timeout_ms: u64,
     /// Time a socket write may block before the connection is treated as dead.
     pub write_timeout_ms: u64,
-    /// Delay between a command's response/receipt and the state report (§6.10: ≈ 0.5 s).
+    /// Delay between a command's response/receipt and the state report
+    /// (`docs/protocol.md#command-responses`: ≈ 0.5 s).
     pub report_delay_ms: u64,
     /// First connections are spread over this long (0 = all at once, like after a bridge
     /// restart).
@@ -66,8 +68,8 @@ impl Timing {
     }
 }
 
-/// Whether per-connection message counters restart on reconnect (§3.2: both were seen, so "do
-/// not assume a reset").
+/// Whether per-connection message counters restart on reconnect (`docs/protocol.md#msg-id`: both
+/// were seen, so "do not assume a reset").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CounterPolicy {
@@ -84,7 +86,7 @@ pub enum CounterPolicy {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FrameStuffing {
-    /// Raw, like every device frame captured (§5.3).
+    /// Raw, like every device frame captured (`docs/protocol.md#escaping`).
     #[default]
     Raw,
     /// HDLC-stuffed (`7D 5D` / `7D 5E`), as seen on the cloud→app leg, to test the bridge's
@@ -106,10 +108,11 @@ impl From<FrameStuffing> for Stuffing {
 #[serde(default, deny_unknown_fields)]
 pub struct Behaviour {
     /// Whether a relay sends the `f9` response for a command aimed at another mesh device
-    /// (Bluetooth-only or another Wi-Fi device). Not captured (§6.10 shows a device's own
-    /// command only); on by default because legacy's routing relies on any bridge answering.
+    /// (Bluetooth-only or another Wi-Fi device). Not captured (`docs/protocol.md#command-responses`
+    /// shows a device's own command only); on by default because legacy's routing relies on any
+    /// bridge answering.
     pub relay_responds: bool,
-    /// Frame encoding.
+    #[allow(missing_docs)]
     pub stuffing: FrameStuffing,
     /// Message counters across reconnects.
     pub counters: CounterPolicy,
@@ -142,11 +145,11 @@ pub struct SimDeviceKey {
 pub struct SimConfig {
     /// Seed for every random decision (ids, profiles, chaos, backoff jitter, wall changes).
     pub seed: u64,
-    /// The homes to simulate.
+    #[allow(missing_docs)]
     pub homes: Vec<SimHome>,
-    /// Timers.
+    #[allow(missing_docs)]
     pub timing: Timing,
-    /// Open behaviour choices.
+    #[allow(missing_docs)]
     pub behaviour: Behaviour,
     /// Chaos for every device without an override.
     pub chaos: Chaos,
@@ -166,13 +169,9 @@ pub enum ConfigError {
     #[error("{0}")]
     Chaos(#[from] ChaosError),
     /// A per-device override names no Wi-Fi device.
+    #[allow(missing_docs)]
     #[error("per-device chaos names home {home} mesh id {mesh_id}, which is not a Wi-Fi device")]
-    UnknownDevice {
-        /// Home index.
-        home: usize,
-        /// Mesh id.
-        mesh_id: u16,
-    },
+    UnknownDevice { home: usize, mesh_id: u16 },
     /// No Wi-Fi device at all.
     #[error("nothing to simulate: no Wi-Fi device in any home")]
     Empty,

@@ -12,10 +12,11 @@
 //! Cancel-safety of the `select!` branches: `read_buf` is cancel-safe (no bytes are lost if
 //! another branch wins); `recv`, `notified` and `sleep_until` are too.
 //!
-//! Reconnect: after a drop the device waits `reconnect_ms × (1 ± jitter)` (§9.5: 2.6 s on
-//! average), doubling after each failed attempt up to `reconnect_max_ms`; a reconnect storm
-//! waits only `storm_gap_ms`. Must never panic on anything the bridge sends, and never leave a
-//! task behind (it is spawned on the simulator's tracker and ends on its token).
+//! Reconnect: after a drop the device waits `reconnect_ms × (1 ± jitter)`
+//! (`docs/protocol.md#timing`: 2.6 s on average), doubling after each failed attempt up to
+//! `reconnect_max_ms`; a reconnect storm waits only `storm_gap_ms`. Must never panic on anything
+//! the bridge sends, and never leave a task behind (it is spawned on the simulator's tracker and
+//! ends on its token).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -428,8 +429,8 @@ impl Device {
     }
 
     fn through_chaos(&mut self, conn: &mut Conn, now: Instant, packets: Vec<Bytes>) {
-        // Transmit-idle is measured from what the device hands to its link (§4.3), whatever
-        // chaos then does to it.
+        // Transmit-idle is measured from what the device hands to its link
+        // (docs/protocol.md#heartbeat), whatever chaos then does to it.
         conn.last_sent = now;
         let mut lost = Vec::new();
         for p in packets {

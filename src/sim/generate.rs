@@ -189,7 +189,7 @@ fn random_state(type_id: u16, rng: &mut StdRng) -> LightState {
         rgb: if rgb_mode { rng.gen() } else { [0, 0, 0] },
     };
     if model.class == DeviceClass::Fan {
-        // Fan speed presets (§6.8).
+        // Fan speed presets (docs/protocol.md#fan-speed).
         return super::state::normalize(
             type_id,
             LightState {

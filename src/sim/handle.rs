@@ -38,11 +38,10 @@ pub enum SimError {
     #[error(transparent)]
     Tls(#[from] TlsConnectError),
     /// The capture file could not be created.
+    #[allow(missing_docs)]
     #[error("cannot create capture file {path}: {source}")]
     Record {
-        /// The file.
         path: std::path::PathBuf,
-        /// Why.
         source: std::io::Error,
     },
     /// No device (or no Wi-Fi device, for session calls) with this key.
@@ -51,14 +50,10 @@ pub enum SimError {
     /// The device task has ended (the simulator was shut down).
     #[error("simulated device at home {} mesh id {} has stopped", .0.home, .0.mesh_id)]
     Stopped(SimDeviceKey),
-    /// A wait ran out of time.
+    /// A wait ran out of time; `what` names the awaited condition as the caller described it.
+    #[allow(missing_docs)]
     #[error("timed out after {within:?} waiting for {what}")]
-    Timeout {
-        /// What was awaited.
-        what: String,
-        /// How long.
-        within: Duration,
-    },
+    Timeout { what: String, within: Duration },
 }
 
 /// Control and observation of one simulated Wi-Fi device.
@@ -209,7 +204,7 @@ impl SimHandle {
         &self.inner.sessions
     }
 
-    /// The Wi-Fi device at `key`.
+    /// The Wi-Fi device at `key`; `None` for a Bluetooth-only device or a key of no device.
     pub fn session(&self, key: SimDeviceKey) -> Option<&SessionHandle> {
         self.inner
             .by_key
@@ -226,12 +221,13 @@ impl SimHandle {
             .find(|s| s.device_id == device_id)
     }
 
-    /// Number of homes.
+    /// How many homes run; `0..home_count()` are the valid indices of [`Self::home`].
     pub fn home_count(&self) -> usize {
         self.inner.homes.len()
     }
 
-    /// A home's description.
+    /// The static description a home was built from; its live state is only observable through
+    /// the sessions and [`Self::applied`].
     pub fn home(&self, index: usize) -> Option<&SimHome> {
         self.inner.homes.get(index).map(|h| &h.spec)
     }

@@ -3,15 +3,16 @@
 //! [`HomeBuilder`] or generated from a seed with [`generate`] (the generator lives in its own
 //! module; its names are re-exported here).
 //!
-//! Why it exists: tests and the load generator need homes shaped like real ones (PROTOCOL.md
-//! §9.4): one Bluetooth mesh per home, addressed by one-byte mesh ids; several Wi-Fi devices that
-//! can each reach the same Bluetooth-only devices; groups whose commands change every member.
+//! Why it exists: tests and the load generator need homes shaped like real ones
+//! (`docs/protocol.md#mesh-and-relays`): one Bluetooth mesh per home, addressed by one-byte mesh
+//! ids; several Wi-Fi devices that can each reach the same Bluetooth-only devices; groups whose
+//! commands change every member.
 //!
-//! Rules it enforces (`validate`): mesh ids 1..=250 except 125/126 (0x7D/0x7E would need
-//! stuffing in every frame that names them, §5.3; real homes are not known to use them), at most
-//! [`MAX_DEVICES_PER_HOME`] devices — bigger set-ups are several homes —, group ids at or above
-//! [`FIRST_GROUP_ID`] (legacy examples use 0x8001+, §6.9: the real range is UNKNOWN), relays are
-//! Wi-Fi devices, and every id a relay or group names exists.
+//! Rules it enforces (`validate`): mesh ids 1..=250 except 125/126 (0x7D/0x7E would need stuffing
+//! in every frame that names them, `docs/protocol.md#escaping`; real homes are not known to use
+//! them), at most [`MAX_DEVICES_PER_HOME`] devices — bigger set-ups are several homes —, group ids
+//! at or above [`FIRST_GROUP_ID`] (legacy examples use 0x8001+; `docs/protocol.md#groups`: the real
+//! range is UNKNOWN), relays are Wi-Fi devices, and every id a relay or group names exists.
 //!
 //! Must never: hold runtime state (that is `state.rs`), or produce a home the validator rejects.
 
@@ -55,7 +56,7 @@ pub struct SimWifi {
 pub struct SimDevice {
     /// Mesh id, see [`is_valid_mesh_id`].
     pub mesh_id: u16,
-    /// Model type id from the catalog (PROTOCOL.md §8).
+    /// Model type id from the catalog (`docs/protocol.md#device-models`).
     pub type_id: u16,
     /// State at start-up.
     pub initial: LightState,
@@ -79,7 +80,7 @@ pub struct SimHome {
     pub name: String,
     /// Devices in mesh-id order.
     pub devices: Vec<SimDevice>,
-    /// Groups.
+    #[allow(missing_docs)]
     pub groups: Vec<SimGroup>,
 }
 
@@ -87,43 +88,25 @@ pub struct SimHome {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HomeError {
     /// A mesh id outside 1..=250 or equal to 125/126.
+    #[allow(missing_docs)]
     #[error("home {home:?}: mesh id {id} is not usable (1..=250, not 125 or 126)")]
-    BadMeshId {
-        /// Home name.
-        home: String,
-        /// The id.
-        id: u16,
-    },
+    BadMeshId { home: String, id: u16 },
     /// Two devices with the same mesh id.
+    #[allow(missing_docs)]
     #[error("home {home:?}: mesh id {id} is used twice")]
-    DuplicateMeshId {
-        /// Home name.
-        home: String,
-        /// The id.
-        id: u16,
-    },
+    DuplicateMeshId { home: String, id: u16 },
     /// More devices than a one-byte id space allows.
     #[error("home {home:?} has {count} devices; at most {MAX_DEVICES_PER_HOME} fit one mesh, use several homes")]
-    TooManyDevices {
-        /// Home name.
-        home: String,
-        /// Devices asked for.
-        count: usize,
-    },
+    #[allow(missing_docs)]
+    TooManyDevices { home: String, count: usize },
     /// A relay, reach list or group names something that does not exist or cannot relay.
     #[error("home {home:?}: {what}")]
-    BadReference {
-        /// Home name.
-        home: String,
-        /// What is wrong.
-        what: String,
-    },
+    #[allow(missing_docs)]
+    BadReference { home: String, what: String },
     /// Two Wi-Fi devices (in any home) share a device id.
     #[error("device id {id} is used by two Wi-Fi devices")]
-    DuplicateDeviceId {
-        /// The id.
-        id: PeerId,
-    },
+    #[allow(missing_docs)]
+    DuplicateDeviceId { id: PeerId },
     /// The generator was asked for something impossible.
     #[error("cannot generate homes: {0}")]
     Generate(String),

@@ -1,8 +1,9 @@
 //! Simulated Cync devices: the client side of the same protocol, used by tests, benches and the
 //! `sim` subcommand to exercise the bridge without real hardware.
 //!
-//! It behaves like the devices in `shared/fixtures` — their TLS quirks, their connect sequences,
-//! their answers to commands (PROTOCOL.md §9.1, §6.10, §14) — and like their bad days, through
+//! It behaves like the devices in the captures (`docs/protocol.md#evidence`) — their TLS quirks,
+//! their connect sequences (`docs/protocol.md#what-devices-do-with-the-cloud`), their answers to
+//! commands (`docs/protocol.md#command-responses`) — and like their bad days, through
 //! deterministic chaos. It must never borrow code from `server/` to talk to the server: it
 //! behaves like a device, as captured on the wire, so that the two sides cannot agree on a
 //! mistake. Every byte it sends comes from `protocol::encode`.

@@ -1,9 +1,11 @@
 //! Builds the packets one simulated Wi-Fi device sends, from the codec's encoders: hello, TLV,
 //! firmware, diagnostic, status records, state reports, responses, mesh-info, notifications.
 //!
-//! Why it exists apart from the session logic: the *what* (bytes, PROTOCOL.md §4, §7) and the
-//! *when* (the session's state machine) change for different reasons. Owns the device's message
-//! counters (0x83 and 0x73, per connection, §3.2) and its report counter (`fa db 13` P0, §7.1).
+//! Why it exists apart from the session logic: the *what* (bytes: `docs/protocol.md#packet-types`,
+//! `docs/protocol.md#status-layouts`) and the *when* (the session's state machine) change for
+//! different reasons. Owns the device's message counters (0x83 and 0x73, per connection,
+//! `docs/protocol.md#msg-id`) and its report counter (`fa db 13` P0,
+//! `docs/protocol.md#state-report`).
 //! Must never build a packet by hand that the codec has an encoder for.
 
 use bytes::{Bytes, BytesMut};
@@ -13,11 +15,14 @@ use crate::protocol::content::StatusRecord;
 use crate::protocol::encode::{self, NotificationSpec, StateReportSpec};
 use crate::protocol::{ClockTime, LightState, MeshRecord, MsgId, PeerId, Stuffing};
 
-/// Most status records in one 0x43 (A3 shows up to 18; 16 keeps packets under 320 bytes).
+/// Most status records in one 0x43 (the 2024 socat logs show up to 18; 16 keeps packets under 320
+/// bytes).
 pub const MAX_STATUS_RECORDS: usize = 16;
-/// Index of the first relayed record in a 0x43 (§7.3: 5 = self, 6, 7, … = relayed).
+/// Index of the first relayed record in a 0x43 (`docs/protocol.md#status-records`: 5 = self, 6, 7,
+/// … = relayed).
 const FIRST_RELAY_INDEX: u8 = 6;
-/// `fa db 13` P1..P2: not understood (§7.1); the A1 devices send `25 11`.
+/// `fa db 13` P1..P2: not understood (`docs/protocol.md#state-report`); the devices of the 2025
+/// home capture send `25 11`.
 const REPORT_TAIL: [u8; 2] = [0x25, 0x11];
 
 /// Fixed facts about one Wi-Fi device.
@@ -29,7 +34,8 @@ pub(crate) struct Identity {
     pub auth_code: String,
     pub firmware: String,
     pub reach: Vec<u16>,
-    /// Wi-Fi RSSI shown in the diagnostic string (−31…−53 seen, §7.5).
+    /// Wi-Fi RSSI shown in the diagnostic string (`docs/protocol.md#tlv-block-and-diagnostic`
+    /// reads the number as very likely RSSI in dBm; −30 … −37 in the 2025 home capture).
     pub rssi: i8,
 }
 
@@ -60,8 +66,9 @@ impl Packets {
         }
     }
 
-    /// Restarts the counters where a fresh connection of a real device does (§3.2, A3: first
-    /// 0x83 is `00 01 00`, first device 0x73 is `00 00 00`).
+    /// Restarts the counters where a fresh connection of a real device does
+    /// (`docs/protocol.md#msg-id`, the 2024 plug: first 0x83 is `00 01 00`, first device 0x73 is
+    /// `00 00 00`).
     pub(crate) fn reset_counters(&mut self) {
         self.msg73 = 0;
         self.msg83 = 1;
@@ -104,8 +111,9 @@ impl Packets {
         build(encode::heartbeat)
     }
 
-    /// 0x43 TLV block (§7.5). Key c6 carries the device type (the hypothesis of §7.5: 0x00AB =
-    /// 171 for the three A1 senders); the other values are copied from vector #5.
+    /// 0x43 TLV block (`docs/protocol.md#tlv-block-and-diagnostic`). Key c6 carries the device
+    /// type (the guess made there: 0x00AB = 171 for the three senders in the 2025 home capture);
+    /// the other values are copied from vector 5 (`docs/protocol.md#test-vectors`).
     pub(crate) fn tlv(&self) -> Bytes {
         let [t0, t1] = self.id.type_id.to_be_bytes();
         let content = [
@@ -126,8 +134,9 @@ impl Packets {
         build(|b| encode::firmware(b, self.id.device_id, msg, kind, &digits))
     }
 
-    /// 0x43 diagnostic: `YYYYMMDD:HHMM:<rssi>,<4 counters>,` in the clock the 0xC8 gave (§7.5);
-    /// A1's first clock when none came.
+    /// 0x43 diagnostic: `YYYYMMDD:HHMM:<rssi>,<4 counters>,` in the clock the 0xC8 gave
+    /// (`docs/protocol.md#tlv-block-and-diagnostic`); the 2025 home capture's first clock when none
+    /// came.
     pub(crate) fn diagnostic(&self, clock: Option<&ClockTime>, connects: u64) -> Bytes {
         let (y, mo, d, h, mi) = clock.map_or((2025, 11, 6, 2, 20), |c| {
             (c.year, c.month, c.day, c.hour, c.minute)
@@ -153,9 +162,10 @@ impl Packets {
         build(|b| encode::info_records(b, self.id.device_id, &[record]))
     }
 
-    /// 0x43 relay records (index 6, 7, …, flags 0x14, reporter = own id; vector #13) for `ids`,
-    /// split into packets of at most [`MAX_STATUS_RECORDS`], each starting again at index 6 as
-    /// every A1 relay packet does.
+    /// 0x43 relay records (index 6, 7, …, flags 0x14, reporter = own id; vector 13,
+    /// `docs/protocol.md#test-vectors`) for `ids`, split into packets of at most
+    /// [`MAX_STATUS_RECORDS`], each starting again at index 6 as every relay packet of the 2025
+    /// home capture does.
     pub(crate) fn relay_records(&self, home: &HomeRuntime, ids: &[u16]) -> Vec<Bytes> {
         let records: Vec<StatusRecord> = ids
             .iter()
@@ -195,8 +205,9 @@ impl Packets {
         build(|b| encode::state_report(b, self.id.device_id, msg, &spec, self.stuffing))
     }
 
-    /// 0x83 `fa db 14` node notification about itself: announce (`a1 01 03 01`, A3) or a
-    /// switch-mode report (`81 <cfg>`, A4: `50` traditional, `b0` smart).
+    /// 0x83 `fa db 14` node notification about itself: announce (`a1 01 03 01`, 2024 socat logs)
+    /// or a switch-mode report (`81 <cfg>`, switch-mode capture: `50` traditional, `b0` smart;
+    /// `docs/protocol.md#node-notification`).
     pub(crate) fn notification(&mut self, tx: u32, params: [u8; 10]) -> Bytes {
         let msg = self.next83();
         let spec = NotificationSpec {
@@ -219,27 +230,27 @@ impl Packets {
     }
 
     /// 0x73 `f9 <op> 01 00 00` for a request with `tx`, addressed with the request's peer id and
-    /// the device's own 0x73 counter (§6.10).
+    /// the device's own 0x73 counter (`docs/protocol.md#command-responses`).
     pub(crate) fn response(&mut self, peer: PeerId, tx: u32, op: u8) -> Bytes {
         let msg = self.next73();
         build(|b| encode::response(b, peer, msg, tx, op, self.stuffing))
     }
 
-    /// 0x7B receipt: an echo of the request's peer id and msg id (§4.7).
+    /// 0x7B receipt: an echo of the request's peer id and msg id (`docs/protocol.md#receipts`).
     pub(crate) fn receipt(&self, peer: PeerId, msg: MsgId) -> Bytes {
         build(|b| encode::receipt(b, peer, msg))
     }
 
-    /// 0xAB reply to 0xA3 (§4.8).
+    /// 0xAB reply to 0xA3 (`docs/protocol.md#session-open`).
     pub(crate) fn session_reply(&self, peer: PeerId, msg: MsgId) -> Bytes {
         build(|b| encode::session_reply(b, peer, msg))
     }
 
     /// `f9 52` mesh-info responses: the device itself first (with its type), then every id it
-    /// reaches (type 0, §7.4). Only a 4-record response was ever captured; longer lists are
-    /// split over several responses of at most [`encode::MAX_MESH_RECORDS_PER_FRAME`] records,
-    /// each with the request's tx and its own msg id — the simulator's choice, since one frame
-    /// cannot hold more (N is one byte).
+    /// reaches (type 0, `docs/protocol.md#mesh-info-records`). Only a 4-record response was ever
+    /// captured; longer lists are split over several responses of at most
+    /// [`encode::MAX_MESH_RECORDS_PER_FRAME`] records, each with the request's tx and its own msg
+    /// id — the simulator's choice, since one frame cannot hold more (N is one byte).
     pub(crate) fn mesh_info(&mut self, home: &HomeRuntime, peer: PeerId, tx: u32) -> Vec<Bytes> {
         let own = std::iter::once((self.id.mesh_id, self.id.type_id as u8));
         let records: Vec<MeshRecord> = own

@@ -1,23 +1,25 @@
 //! Connect sequences: what a device sends, and when, between its TLS handshake and steady state.
 //!
-//! Why it exists: real devices differ here (PROTOCOL.md §9.1: "in some order and pipelined
-//! without waiting"), and a bridge that only works with one order would fail in someone's house.
+//! Why it exists: real devices differ here (they pipeline their first packets within 2–15 s of
+//! connecting, `docs/protocol.md#what-devices-do-with-the-cloud`, and the captures show the orders
+//! below), and a bridge that only works with one order would fail in someone's house.
 //! Each [`ConnectProfile`] replays the order and spacing of one group of real connections:
 //!
 //! | Profile | Evidence | Packets after TLS (times from the 0x28) |
 //! |---|---|---|
-//! | `Quiet` | A1 `3d54861c` and 11 more of 25 | 0x23 → 0xC3 |
-//! | `Diagnostic` | A1 `60b18e42` and 6 more | 0x23 → 0xC3, +9 s 0x43 diagnostic |
-//! | `Firmware` | A1 `325d5317`, `3d5466a6`, `45880d50` | 0x23, 0x43 TLV + 0x83 fw(network) before the 0x28 → 0xC3, +2 s 0x83 fw(device) |
-//! | `Plug2024` | A3 `Plug.md` | 0x23, 0x43 self record before the 0x28 → +1.1 s fw(network), +1.2 s 0xC3, +3 s fw(device), +9.4 s diagnostic, +14.7 s relay records, +22.5 s announce |
+//! | `Quiet` | 2025 home `3d54861c` and 11 more of 25 | 0x23 → 0xC3 |
+//! | `Diagnostic` | 2025 home `60b18e42` and 6 more | 0x23 → 0xC3, +9 s 0x43 diagnostic |
+//! | `Firmware` | 2025 home `325d5317`, `3d5466a6`, `45880d50` | 0x23, 0x43 TLV + 0x83 fw(network) before the 0x28 → 0xC3, +2 s 0x83 fw(device) |
+//! | `Plug2024` | 2024 socat `Plug.md` | 0x23, 0x43 self record before the 0x28 → +1.1 s fw(network), +1.2 s 0xC3, +3 s fw(device), +9.4 s diagnostic, +14.7 s relay records, +22.5 s announce |
 //!
-//! (A1 = `fixtures/captures/home-25-devices-20251106.txt`, A3 = `fixtures/socat-2024/`.) The
-//! Bulb log of A3 shows a fifth order (state report + self and relay records in one 356-byte
-//! read), but its author elided bytes in that read, so it cannot be checked against the
-//! simulator byte for byte and is not offered.
+//! (2025 home = the 2025 home capture, 2024 socat = the 2024 socat logs, both described under
+//! `docs/protocol.md#evidence`.) The Bulb log of the 2024 socat logs shows a fifth order (state
+//! report + self and relay records in one 356-byte read), but its author elided bytes in that read,
+//! so it cannot be checked against the simulator byte for byte and is not offered.
 //!
-//! Owns only the tables; the session turns `Item`s into packets. Must never send anything
-//! before the 0x23 (§1.1: the first application bytes are always the hello).
+//! Owns only the tables; the session turns `Item`s into packets. Must never send anything before
+//! the 0x23 (`docs/protocol.md#transport-and-tls`: the first application bytes are always the
+//! hello).
 
 use std::time::Duration;
 
@@ -27,7 +29,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectProfile {
-    /// Hello and connect only (most devices in A1).
+    /// Hello and connect only (most devices in the 2025 home capture).
     #[default]
     Quiet,
     /// Hello, connect, diagnostic string after ~9 s.
@@ -52,9 +54,9 @@ pub const ALL_PROFILES: [ConnectProfile; 4] = [
 pub(crate) enum Item {
     /// 0xC3 connect / time request.
     Connect,
-    /// 0x43 TLV block (§7.5).
+    /// 0x43 TLV block (`docs/protocol.md#tlv-block-and-diagnostic`).
     Tlv,
-    /// 0x83 firmware frame, network firmware (§7.6).
+    /// 0x83 firmware frame, network firmware (`docs/protocol.md#firmware-frame`).
     FirmwareNetwork,
     /// 0x83 firmware frame, device firmware.
     FirmwareDevice,

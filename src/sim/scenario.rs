@@ -59,7 +59,7 @@ pub struct DeviceOverride {
     pub home: usize,
     /// Mesh id of a Wi-Fi device in that home.
     pub mesh_id: u16,
-    /// Its chaos.
+    /// Replaces the scenario's `chaos` for this device (absent: a perfect device).
     #[serde(default)]
     pub chaos: Chaos,
 }
@@ -72,13 +72,13 @@ pub struct Scenario {
     pub seed: Option<u64>,
     /// Homes to generate.
     pub generate: GenerateParams,
-    /// Timers.
+    #[allow(missing_docs)]
     pub timing: Timing,
-    /// Open behaviour choices.
+    #[allow(missing_docs)]
     pub behaviour: Behaviour,
-    /// Chaos for every device.
+    /// Chaos for every device without a `[[device]]` override.
     pub chaos: Chaos,
-    /// Per-device chaos.
+    /// `[[device]]` tables: each replaces `chaos` for one Wi-Fi device.
     pub device: Vec<DeviceOverride>,
     /// Capture-text file to record to.
     pub record: Option<PathBuf>,
@@ -88,11 +88,10 @@ pub struct Scenario {
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The file could not be read.
+    #[allow(missing_docs)]
     #[error("cannot read scenario {}: {source}", path.display())]
     Read {
-        /// The file.
         path: PathBuf,
-        /// Why.
         source: std::io::Error,
     },
     /// Not valid TOML for a scenario (unknown keys included).

@@ -1,20 +1,25 @@
 //! The protocol behaviour of one simulated Wi-Fi device, without I/O: given a packet from the
 //! bridge, a timer or a state change in its home, what does it send, and when?
 //!
-//! Why it exists apart from the socket task: the behaviour is the part that must match the
-//! captures (PROTOCOL.md §9.1, §6.10, §14) and it is easier to read without `select!` around it.
-//! The socket task (`device.rs`) feeds it and writes what it returns.
+//! Why it exists apart from the socket task: the behaviour is the part that must match the captures
+//! (`docs/protocol.md#what-devices-do-with-the-cloud`, `docs/protocol.md#command-responses`) and it
+//! is easier to read without `select!` around it. The socket task (`device.rs`) feeds it and writes
+//! what it returns.
 //!
 //! Behaviour, with its evidence:
 //! * Connect: the 0x23 first, the rest per [`ConnectProfile`](super::profile::ConnectProfile).
-//! * Every bridge 0x73 gets a 0x7B receipt, even a malformed one (A1: all 346 malformed
-//!   injections got one, §4.7). A request the device understands also gets its `f9 <op> 01 00 00`
-//!   response, written *before* the receipt in the same write (§6.10, A3), then — after the
-//!   report delay (≈ 0.5 s, §6.10) — the `fa db 13` report with the command's tx and the 0x43
-//!   self record for its own state, or 0x43 relay records for other devices it reaches.
-//! * Mesh-info `f8 52`: `f9 52` record list(s) then the receipt (A3). `f8 af`: receipt only (A3).
-//!   `f8 ea`: `f9 ea` (A4). Broadcast query `f8 8e 0b`: `f9 8e` then an announce (A3).
-//! * 0xA3 → 0xAB (A3). 0xD3 after the transmit-idle time (the socket task times it).
+//! * Every bridge 0x73 gets a 0x7B receipt, even a malformed one (the injection capture: all 346
+//!   malformed injections got one, `docs/protocol.md#receipts`). A request the device understands
+//!   also gets its `f9 <op> 01 00 00` response, written *before* the receipt in the same write (the
+//!   2024 socat logs, `docs/protocol.md#command-responses`), then — after the report delay (≈ 0.5 s
+//!   there) — the `fa db 13` report with the command's tx and the 0x43 self record for its own
+//!   state, or 0x43 relay records for other devices it reaches.
+//! * Mesh-info `f8 52`: `f9 52` record list(s) then the receipt (2024 socat logs,
+//!   `docs/protocol.md#mesh-info-request`). `f8 af`: receipt only (2024 socat logs).
+//!   `f8 ea`: `f9 ea` (switch-mode capture, `docs/protocol.md#switch-mode`). Broadcast query
+//!   `f8 8e 0b`: `f9 8e` then an announce (2024 socat logs, `docs/protocol.md#opcodes`).
+//! * 0xA3 → 0xAB (2024 socat logs, `docs/protocol.md#session-open`). 0xD3 after the transmit-idle
+//!   time (the socket task times it).
 //! * Duplicates: a (peer id, msg id) already seen on this connection — a transport duplicate —
 //!   is acknowledged again exactly like the first delivery (receipt and response) but not
 //!   applied and not reported. Window: the last [`SEEN_WINDOW`] requests of the connection (the
@@ -281,7 +286,8 @@ impl Logic {
             Packet::HeartbeatAck => Counters::inc(&c.heartbeat_acks),
             Packet::InfoAck { .. } | Packet::StatusAck { .. } => Counters::inc(&c.acks),
             Packet::Receipt { .. } => Counters::inc(&c.receipts_received),
-            // 0x78 / 0xA8: cloud notices; devices never answer them (§4.9).
+            // 0x78 / 0xA8: cloud notices; devices never answer them
+            // (docs/protocol.md#cloud-notices).
             Packet::Notice { .. } | Packet::SessionNotice { .. } => {}
             Packet::SessionOpen { peer, msg } => {
                 Counters::inc(&c.session_opens);

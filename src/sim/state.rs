@@ -1,24 +1,26 @@
 //! The live state of one simulated home: every device's light state, how many commands were
 //! applied to each, the mesh replay cache, and which Wi-Fi sessions must report which change.
 //!
-//! Why it exists: a command reaching the mesh through one relay changes a device that other
-//! relays (and the device itself, if it has Wi-Fi) must then report — the Bluetooth mesh is
-//! shared, the TLS sessions are not (PROTOCOL.md §9.4). This is the one owner of that shared
-//! state; sessions change it through [`HomeRuntime::apply_command`] /
-//! [`HomeRuntime::set_state`] and learn what to report from their [`Watch`].
+//! Why it exists: a command reaching the mesh through one relay changes a device that other relays
+//! (and the device itself, if it has Wi-Fi) must then report — the Bluetooth mesh is shared, the
+//! TLS sessions are not (`docs/protocol.md#mesh-and-relays`). This is the one owner of that shared
+//! state; sessions change it through [`HomeRuntime::apply_command`] / [`HomeRuntime::set_state`]
+//! and learn what to report from their [`Watch`].
 //!
-//! Decisions (real devices' behaviour is unknown, §11.4):
+//! Decisions (no capture shows what real devices do here):
 //! * **Applied** means a command's effect was written to a device's state. A group command
 //!   counts once for each member. Wall-switch changes are counted apart.
-//! * **Mesh replay**: a command whose (sno, command) equals one seen in the last
-//!   [`REPLAY_CACHE`] commands within [`REPLAY_WINDOW`] is acknowledged but not applied again —
-//!   the replay protection a Bluetooth mesh gives by sequence number. A bridge that follows §6.1
-//!   (sno = tx low 24 bits) and retries with the same tx but a new msg id therefore gets its retry
-//!   acknowledged without a second application, on any relay of the home. A retry with a new tx
-//!   is a new mesh message and is applied again (harmless: the commands set a state).
+//! * **Mesh replay**: a command whose (sno, command) equals one seen in the last [`REPLAY_CACHE`]
+//!   commands within [`REPLAY_WINDOW`] is acknowledged but not applied again — the replay
+//!   protection a Bluetooth mesh gives by sequence number. A bridge that follows
+//!   `docs/protocol.md#sequence-fields` (sno = tx low 24 bits) and retries with the same tx but a
+//!   new msg id therefore gets its retry acknowledged without a second application, on any relay of
+//!   the home. A retry with a new tx is a new mesh message and is applied again (harmless: the
+//!   commands set a state).
 //! * A command for a mesh id outside the home (and not a group) is not applied (the session sends
-//!   only the receipt, like the invalid ids of §11.4 item 7). A command for a device in the
-//!   home but outside the relay's reach is delivered anyway: the mesh floods.
+//!   only the receipt: a receipt means delivered, not executed, `docs/protocol.md#receipts`). A
+//!   command for a device in the home but outside the relay's reach is delivered anyway: the mesh
+//!   floods.
 //!
 //! Must never hold its lock across an `.await` (std `Mutex`, short critical sections) or panic on
 //! a poisoned lock (it recovers the data: the state is plain values, always consistent).
@@ -50,7 +52,7 @@ pub const APPLIED_EVENTS: usize = 4096;
 /// command reached the device (a group command gives one event per member).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppliedEvent {
-    /// The device.
+    #[allow(missing_docs)]
     pub key: SimDeviceKey,
     /// Its state after the command.
     pub state: LightState,
@@ -58,8 +60,9 @@ pub struct AppliedEvent {
     pub at: std::time::Instant,
 }
 
-/// Fits a state to what a model can show: on/off-only devices report brightness 100 (the A3
-/// plug reports `64`), non-tunable ones temperature 0 (A1 vector #11), non-colour ones no RGB.
+/// Fits a state to what a model can show: on/off-only devices report brightness 100 (the 2024
+/// plug reports `64`, vector 23), non-tunable ones temperature 0 (vector 11, from the 2025 home
+/// capture), non-colour ones no RGB. Vectors: `docs/protocol.md#test-vectors`.
 pub(crate) fn normalize(type_id: u16, mut s: LightState) -> LightState {
     let caps = catalog::lookup(type_id).caps;
     s.brightness = s.brightness.min(100);
@@ -81,15 +84,17 @@ pub(crate) fn normalize(type_id: u16, mut s: LightState) -> LightState {
     s
 }
 
-/// What a state-setting command does to a state (the simulator's reading of §6.2–§6.8).
+/// What a state-setting command does to a state (the simulator's reading of
+/// `docs/protocol.md#power`, `docs/protocol.md#brightness-and-colour`, `docs/protocol.md#effects`
+/// and `docs/protocol.md#fan-speed`).
 fn command_effect(cmd: &Command, mut s: LightState) -> LightState {
     match *cmd {
         Command::Power { on, .. } => s.on = on,
         Command::Light {
             brightness, color, ..
         } => {
-            // Brightness 0 means off (fan "off" is brightness 0, §6.8); any other value turns
-            // the device on at that level.
+            // Brightness 0 means off (fan "off" is brightness 0, docs/protocol.md#fan-speed); any
+            // other value turns the device on at that level.
             match brightness {
                 Some(0) => s.on = false,
                 Some(b) => {

@@ -2,13 +2,13 @@
 //!
 //! Why it exists: a simulator that offered modern suites, TLS 1.3 or SNI would pass against a
 //! server that real devices cannot use. This connector offers only what the captured devices
-//! offer (PROTOCOL.md §1.2; `tests/tls.rs` checks its hello against
-//! `fixtures/captures/tls-clienthellos-20251106.txt`).
+//! offer (`docs/protocol.md#tls-parameters`; `tests/tls.rs` checks its hello against the TLS
+//! hellos fixture, `../shared/fixtures/captures/tls-clienthellos-20251106.txt`).
 //!
 //! What it owns: the OpenSSL client context of a simulated device.
 //!
 //! What it must never do: send SNI, offer TLS 1.3 or a suite no real device offers, or verify the
-//! server's certificate (devices do not, §1.2 point 3).
+//! server's certificate (devices do not, `docs/protocol.md#tls-parameters` point 3).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -86,8 +86,8 @@ pub async fn connect_with(
 ) -> Result<SslStream<TcpStream>, TlsConnectError> {
     let server = tcp.peer_addr().ok();
     let configure = |source| TlsConnectError::Configure { source };
-    // No SNI and no host name check: devices send neither (PROTOCOL.md §1.2), so the name given
-    // to into_ssl is never used.
+    // No SNI and no host name check: devices send neither (docs/protocol.md#tls-parameters), so the
+    // name given to into_ssl is never used.
     let ssl = connector
         .configure()
         .map_err(configure)?

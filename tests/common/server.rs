@@ -1,7 +1,7 @@
 //! A minimal bridge-like server for tests: TLS from `server::tls`, framing and decoding from
-//! `protocol`, and the reply table of `docs/protocol.md#packet-types` — nothing else. It records every packet
-//! each connection sends, in order and with the index of the TCP read it arrived in, and lets a
-//! test send commands or raw bytes on any connection.
+//! `protocol`, and the reply table of `docs/protocol.md#packet-types` — nothing else. It records
+//! every packet each connection sends, in order and with the index of the TCP read it arrived in,
+//! and lets a test send commands or raw bytes on any connection.
 //!
 //! It counts every byte it could not take as a packet (framer junk, decode errors, damaged
 //! frames) in [`Totals`], so "everything the simulator sent decodes" is one assertion.
@@ -80,7 +80,8 @@ pub struct Totals {
 pub struct Received {
     /// When the server framed it.
     pub at: Instant,
-    /// The packet.
+    /// One whole packet as the framer cut it (a TCP read may hold several); packets that did
+    /// not decode are not here, only counted in `Totals`.
     pub bytes: Bytes,
     /// Index of the TCP read (TLS record read) it arrived in, per connection.
     pub read: usize,
@@ -123,7 +124,7 @@ struct Shared {
     options: ServerOptions,
 }
 
-/// The server.
+/// A running test server. Dropping it does not end its tasks: call [`TestServer::shutdown`].
 pub struct TestServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -132,7 +133,8 @@ pub struct TestServer {
     _dir: tempfile::TempDir,
 }
 
-/// A fixed 0xC8 time (A1: 2025-11-06 Thu 02:20:40, UTC−06:00).
+/// A fixed 0xC8 time: the 2025 home capture's (vector 3, `docs/protocol.md#test-vectors`:
+/// Thursday 2025-11-06 02:20:40, UTC−06:00).
 pub const CLOCK: ClockTime = ClockTime {
     year: 2025,
     month: 11,
