@@ -512,44 +512,9 @@ async fn a_burst_of_ten_times_the_queue_capacity_is_bounded_counted_and_survived
     // cycles the queues thousands of times.
     let burst = Duration::from_secs(4);
     let started = tokio::time::Instant::now();
-    let ok = Arc::new(AtomicU64::new(0));
-    let cancelled = Arc::new(AtomicU64::new(0));
-    let other = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for &mesh in w.meshes.iter().filter(|m| **m >= 100) {
-        for i in 0..submitters {
-            let (t, ok, cancelled, other) =
-                (t.clone(), ok.clone(), cancelled.clone(), other.clone());
-            tasks.push(tokio::spawn(async move {
-                let cancel = CancellationToken::new();
-                let mut on = i % 2 == 0;
-                while started.elapsed() < burst {
-                    let r = t
-                        .execute(power(mesh, on, Duration::from_secs(10)), &cancel)
-                        .await;
-                    on = !on;
-                    match r.outcome {
-                        CommandOutcome::Success => ok.fetch_add(1, Ordering::Relaxed),
-                        CommandOutcome::Cancelled => {
-                            // Refused at once: back off a little instead of spinning.
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                            cancelled.fetch_add(1, Ordering::Relaxed)
-                        }
-                        _ => other.fetch_add(1, Ordering::Relaxed),
-                    };
-                }
-            }));
-        }
-    }
-    let sampler = {
-        let peak = rss_peak.clone();
-        tokio::spawn(async move {
-            while started.elapsed() < burst {
-                peak.fetch_max(rss_bytes(), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let tally = Arc::new(BurstTally::default());
+    let tasks = spawn_submitters(&t, &w.meshes, submitters, (started, burst), &tally);
+    let sampler = spawn_rss_sampler(&rss_peak, started, burst);
     let outstanding = tasks.len();
     for task in tasks {
         task.await.expect("no panic");
@@ -560,13 +525,13 @@ async fn a_burst_of_ten_times_the_queue_capacity_is_bounded_counted_and_survived
     eprintln!(
         "burst: {outstanding} submitters ({submitters} per device, queue {capacity}) for {burst:?}: \
          {} success, {} cancelled (overflow), {} other; queue_full_total {full}; RSS +{} KiB",
-        ok.load(Ordering::Relaxed),
-        cancelled.load(Ordering::Relaxed),
-        other.load(Ordering::Relaxed),
+        tally.ok.load(Ordering::Relaxed),
+        tally.cancelled.load(Ordering::Relaxed),
+        tally.other.load(Ordering::Relaxed),
         grew / 1024
     );
     assert!(full > 0.0, "overflow is counted");
-    assert!(cancelled.load(Ordering::Relaxed) > 0);
+    assert!(tally.cancelled.load(Ordering::Relaxed) > 0);
     assert!(grew < 256 * 1024 * 1024, "RSS grew by {grew} bytes");
     // Normal service resumes.
     for &mesh in w.meshes.iter().filter(|m| **m >= 100) {
@@ -579,6 +544,67 @@ async fn a_burst_of_ten_times_the_queue_capacity_is_bounded_counted_and_survived
         assert_eq!(r.outcome, CommandOutcome::Success, "{r:?}");
     }
     assert_eq!(w.sim.panics(), 0);
+}
+
+/// What the burst's submitters got back.
+#[derive(Default)]
+struct BurstTally {
+    ok: AtomicU64,
+    /// Refused at once: the queue was full.
+    cancelled: AtomicU64,
+    other: AtomicU64,
+}
+
+/// `submitters` tasks per Bluetooth device (mesh id 100 and up), each flipping its device as
+/// fast as it is answered until the burst (`started`, length) is over.
+fn spawn_submitters(
+    t: &Arc<ReliableTransport>,
+    meshes: &[u16],
+    submitters: usize,
+    (started, burst): (tokio::time::Instant, Duration),
+    tally: &Arc<BurstTally>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for &mesh in meshes.iter().filter(|m| **m >= 100) {
+        for i in 0..submitters {
+            let (t, tally) = (Arc::clone(t), Arc::clone(tally));
+            tasks.push(tokio::spawn(async move {
+                let cancel = CancellationToken::new();
+                let mut on = i % 2 == 0;
+                while started.elapsed() < burst {
+                    let r = t
+                        .execute(power(mesh, on, Duration::from_secs(10)), &cancel)
+                        .await;
+                    on = !on;
+                    match r.outcome {
+                        CommandOutcome::Success => tally.ok.fetch_add(1, Ordering::Relaxed),
+                        CommandOutcome::Cancelled => {
+                            // Refused at once: back off a little instead of spinning.
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            tally.cancelled.fetch_add(1, Ordering::Relaxed)
+                        }
+                        _ => tally.other.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            }));
+        }
+    }
+    tasks
+}
+
+/// Keeps the process's peak RSS in `peak` until the burst is over.
+fn spawn_rss_sampler(
+    peak: &Arc<AtomicU64>,
+    started: tokio::time::Instant,
+    burst: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let peak = Arc::clone(peak);
+    tokio::spawn(async move {
+        while started.elapsed() < burst {
+            peak.fetch_max(rss_bytes(), Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
 }
 
 // ----------------------------------------------------------------------------- corruption
