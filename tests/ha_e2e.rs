@@ -17,54 +17,23 @@
 //! `CYNC_HA_E2E_VERSIONS=2024.3.3,2025.4.4` limits the versions, `CYNC_HA_E2E_PY313=/path`
 //! names the Python 3.13 interpreter, `CYNC_HA_E2E_TOOLS=/path/to/ha-e2e` the harness.
 
+mod ha_world;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
 
 use cync_bridge::device::catalog::EFFECTS;
 use cync_bridge::protocol::content::TEMP_RGB_MODE;
 use cync_bridge::protocol::LightState;
-use cync_bridge::sim::{HomeBuilder, SimConfig, SimDeviceKey, SimHandle, SimHome, Simulator};
+use cync_bridge::sim::SimDeviceKey;
 use serde_json::{json, Value};
 
-const SEED: u64 = 20_250_404;
-/// Cloud home id in the device file; topics and unique ids carry it.
-const HOME_ID: u64 = 4_242;
-/// Deadline of one awaited condition (a command round trip takes well under a second).
-const WAIT: Duration = Duration::from_secs(30);
-/// Deadline for every entity to appear after the bridge and devices are up.
-const DISCOVERY_WAIT: Duration = Duration::from_secs(90);
-
-const COLOUR: u16 = 1;
-const WHITE: u16 = 2;
-const DIMMER: u16 = 3;
-const SWITCH: u16 = 4;
-const PLUG: u16 = 5;
-const FAN: u16 = 6;
-const BT_BULB: u16 = 7;
-const GROUP: u16 = 0x8001;
-
-/// (mesh id, type id, name, Wi-Fi?) of the simulated home; the device file says the same.
-const DEVICES: [(u16, u16, &str, bool); 7] = [
-    (COLOUR, 137, "E2E Colour Bulb", true),
-    (WHITE, 135, "E2E White Bulb", true),
-    (DIMMER, 55, "E2E Dimmer", true),
-    (SWITCH, 39, "E2E Wall Switch", true),
-    (PLUG, 68, "E2E Plug", true),
-    (FAN, 81, "E2E Fan", true),
-    (BT_BULB, 21, "E2E Bluetooth Bulb", false),
-];
-const GROUP_NAME: &str = "E2E Room";
-
-#[derive(Clone, Copy, Debug)]
-struct Version {
-    ha: &'static str,
-    /// `color_temp` in mireds and the `color_mode: true` flag (HA before 2025.1 / 2024.4).
-    legacy: bool,
-}
+use ha_world::{
+    until, Version, World, BT_BULB, COLOUR, DEVICES, DIMMER, DISCOVERY_WAIT, FAN, GROUP_NAME, PLUG,
+    SWITCH, WHITE,
+};
 
 const HA_2024: Version = Version {
     ha: "2024.3.3",
@@ -148,348 +117,15 @@ fn run_version(v: Version, python: Option<PathBuf>) {
     );
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-fn tools_dir() -> PathBuf {
-    std::env::var("CYNC_HA_E2E_TOOLS").map_or_else(
-        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/ha-e2e"),
-        PathBuf::from,
-    )
-}
-
-/// The simulated home: one of each class, a Bluetooth-only bulb behind the colour bulb, a group.
-fn home() -> SimHome {
-    let mut b = HomeBuilder::new("e2e", SEED);
-    for (mesh, type_id, _, wifi) in DEVICES {
-        b = if wifi {
-            b.wifi(mesh, type_id)
-        } else {
-            b.bluetooth(mesh, type_id)
-        };
-    }
-    let on = LightState {
-        on: true,
-        brightness: 100,
-        temperature: 0,
-        rgb: [0, 0, 0],
-    };
-    b.relays(COLOUR, &[BT_BULB])
-        .group(GROUP, &[COLOUR, BT_BULB])
-        .initial(PLUG, on)
-        .build()
-        .expect("valid home")
-}
-
-/// The device file describing [`home`] (YAML `homes:` shape).
-fn device_file() -> String {
-    let mut s = format!("homes:\n  E2E Home:\n    id: {HOME_ID}\n    devices:\n");
-    for (mesh, type_id, name, _) in DEVICES {
-        s += &format!(
-            "      {mesh}:\n        name: \"{name}\"\n        mac: \"a4:c1:38:00:e2:{mesh:02x}\"\n        type: {type_id}\n"
-        );
-    }
-    s += &format!(
-        "    groups:\n      {GROUP}:\n        name: \"{GROUP_NAME}\"\n        members: [{COLOUR}, {BT_BULB}]\n"
-    );
-    s
-}
-
-/// Polls `f` until it returns `Some`, or panics after `within` naming `what` and the last miss.
-fn until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(miss) if Instant::now() >= deadline => {
-                panic!("timed out after {within:?} waiting for {what}; last: {miss}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
-
-/// The latest payload of every topic under `cync/#`, fed by `mosquitto_sub -v`.
-struct Topics {
-    child: Child,
-    latest: Arc<Mutex<HashMap<String, String>>>,
-}
-
-impl Topics {
-    fn watch(port: u16) -> Topics {
-        let mut child = Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-v",
-                "-t",
-                "cync/#",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto_sub (apt-get install mosquitto-clients)");
-        let stdout = child.stdout.take().expect("piped");
-        let latest = Arc::new(Mutex::new(HashMap::new()));
-        let map = Arc::clone(&latest);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some((topic, payload)) = line.split_once(' ') {
-                    map.lock()
-                        .unwrap()
-                        .insert(topic.to_owned(), payload.to_owned());
-                }
-            }
-        });
-        Topics { child, latest }
-    }
-
-    fn state(&self, key: &str) -> Option<Value> {
-        let map = self.latest.lock().unwrap();
-        serde_json::from_str(map.get(&format!("cync/{key}"))?).ok()
-    }
-}
-
-impl Drop for Topics {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct World {
-    v: Version,
-    tools: PathBuf,
-    ha_url: String,
-    ha_token: String,
-    ha_work: PathBuf,
-    bridge: Option<Child>,
-    bridge_log: PathBuf,
-    topics: Option<Topics>,
-    rt: Option<tokio::runtime::Runtime>,
-    sim: Option<SimHandle>,
-    _data: tempfile::TempDir,
-    /// friendly name → entity id, filled by `check_entities`.
-    ids: HashMap<String, String>,
-    stopped: bool,
-}
-
+/// The checks, in the order `run_version` runs them.
 impl World {
-    fn start(v: Version, python: Option<&Path>) -> World {
-        let tools = tools_dir();
-        assert!(
-            tools.join("ha-up").exists(),
-            "CYNC_HA_E2E=1 but the ha-e2e harness is missing at {} (set CYNC_HA_E2E_TOOLS)",
-            tools.display()
-        );
-        let mqtt_port = free_port();
-        let mut up = Command::new(tools.join("ha-up"));
-        up.env("HA_PORT", free_port().to_string())
-            .env("MQTT_PORT", mqtt_port.to_string())
-            .env("HA_VERSION", v.ha)
-            .env_remove("HA_WORK")
-            .stderr(Stdio::inherit());
-        if let Some(py) = python {
-            up.env("PY", py);
-        }
-        println!("[{}] starting Home Assistant (ha-up)", v.ha);
-        let out = up.output().expect("run ha-up");
-        let vars: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, val)| (k.to_owned(), val.trim_matches('\'').to_owned()))
-            .collect();
-        // Stop whatever started even if ha-up failed half-way (it cleans up after itself then).
-        let ha_work = vars.get("HA_WORK").map(PathBuf::from);
-        assert!(
-            out.status.success() && ha_work.is_some(),
-            "[{}] ha-up failed ({}); see its output above",
-            v.ha,
-            out.status
-        );
-        let ha_work = ha_work.unwrap();
-        let data = tempfile::tempdir().expect("tempdir");
-        let mut world = World {
-            v,
-            tools,
-            ha_url: vars["HA_URL"].clone(),
-            ha_token: vars["HA_TOKEN"].clone(),
-            bridge_log: ha_work.join("cync-bridge.log"),
-            ha_work,
-            bridge: None,
-            topics: None,
-            rt: None,
-            sim: None,
-            _data: data,
-            ids: HashMap::new(),
-            stopped: false,
-        };
-        println!(
-            "[{}] Home Assistant up at {}; logs in {}",
-            v.ha,
-            world.ha_url,
-            world.ha_work.display()
-        );
-        world.topics = Some(Topics::watch(mqtt_port));
-
-        // The bridge, as users run it.
-        let file = world._data.path().join("devices.yaml");
-        std::fs::write(&file, device_file()).expect("write device file");
-        let listen = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(&world.bridge_log).expect("bridge log");
-        let (unit, flag) = if v.legacy {
-            ("mired", "true")
-        } else {
-            ("kelvin", "false")
-        };
-        let child = Command::new(env!("CARGO_BIN_EXE_cync-bridge"))
-            .arg("serve")
-            .env("CYNC_SERVER__LISTEN", &listen)
-            .env(
-                "CYNC_TELEMETRY__LISTEN",
-                format!("127.0.0.1:{}", free_port()),
-            )
-            .env("CYNC_DATA_DIR", world._data.path().join("data"))
-            .env("CYNC_MQTT__URL", format!("mqtt://127.0.0.1:{mqtt_port}"))
-            .env("CYNC_MQTT__COLOR_TEMP_UNIT", unit)
-            .env("CYNC_MQTT__LEGACY_COLOR_MODE_FLAG", flag)
-            .env("CYNC_MQTT__BIRTH_DELAY", "500ms")
-            .env("CYNC_DEVICES__FILE", &file)
-            .env("CYNC_TELEMETRY__LOG_FORMAT", "human")
-            .env("CYNC_TELEMETRY__LOG_FILTER", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start cync-bridge serve");
-        world.bridge = Some(child);
-        let addr: std::net::SocketAddr = listen.parse().unwrap();
-        until("the bridge to listen", WAIT, || {
-            std::net::TcpStream::connect(addr)
-                .map(drop)
-                .map_err(|e| e.to_string())
-        });
-
-        // The devices, in-process so the test can read their state and use their wall switches.
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let sim = rt.block_on(async {
-            let sim = Simulator::start(SimConfig::new(SEED, vec![home()]), addr)
-                .await
-                .expect("simulator");
-            sim.wait_ready(WAIT).await.expect("every device connected");
-            sim
-        });
-        world.rt = Some(rt);
-        world.sim = Some(sim);
-        world
-    }
-
-    fn sim(&self) -> &SimHandle {
-        self.sim.as_ref().expect("simulator")
-    }
-
-    fn device(&self, mesh: u16) -> LightState {
-        self.sim()
-            .state(SimDeviceKey {
-                home: 0,
-                mesh_id: mesh,
-            })
-            .expect("simulated device")
-    }
-
-    fn curl(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--fail-with-body", "-m", "20", "-X", method])
-            .arg("-H")
-            .arg(format!("Authorization: Bearer {}", self.ha_token))
-            .args(["-H", "Content-Type: application/json"]);
-        if let Some(body) = body {
-            cmd.arg("-d").arg(body.to_string());
-        }
-        let out = cmd
-            .arg(format!("{}{path}", self.ha_url))
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!(
-                "{method} {path}: {} {}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("{method} {path}: {e}"))
-    }
-
-    fn states(&self) -> Result<Vec<Value>, String> {
-        match self.curl("GET", "/api/states", None)? {
-            Value::Array(a) => Ok(a),
-            other => Err(format!("/api/states gave {other}")),
-        }
-    }
-
-    fn state(&self, name: &str) -> Result<Value, String> {
-        let id = &self.ids[name];
-        self.curl("GET", &format!("/api/states/{id}"), None)
-    }
-
-    fn call(&self, domain: &str, service: &str, name: &str, data: Value) {
-        let mut body = data;
-        body["entity_id"] = json!(self.ids[name]);
-        println!("[{}] {domain}.{service} {body}", self.v.ha);
-        if let Err(e) = self.curl(
-            "POST",
-            &format!("/api/services/{domain}/{service}"),
-            Some(&body),
-        ) {
-            panic!("[{}] service call refused: {e}", self.v.ha);
-        }
-    }
-
-    /// Waits until HA's state of `name` satisfies `check` (an error message otherwise).
-    fn until_ha(&self, name: &str, what: &str, check: impl Fn(&Value) -> Result<(), String>) {
-        until(&format!("HA: {name} {what}"), WAIT, || {
-            let s = self.state(name)?;
-            check(&s).map_err(|e| format!("{e} in {s}"))
-        });
-    }
-
-    /// Waits until the simulated device holds a state satisfying `check`, and the bridge's
-    /// retained state topic (published only after the device confirmed) satisfies `topic`.
-    fn until_device(
-        &self,
-        mesh: u16,
-        what: &str,
-        check: impl Fn(&LightState) -> bool,
-        topic: impl Fn(&Value) -> bool,
-    ) {
-        until(&format!("device {mesh}: {what}"), WAIT, || {
-            let s = self.device(mesh);
-            if !check(&s) {
-                return Err(format!("device state {s:?}"));
-            }
-            Ok(())
-        });
-        let key = format!("{HOME_ID}-{mesh}");
-        until(
-            &format!("state topic cync/{key}: {what}"),
-            WAIT,
-            || match self.topics.as_ref().and_then(|t| t.state(&key)) {
-                Some(p) if topic(&p) => Ok(()),
-                other => Err(format!("{other:?}")),
-            },
-        );
-    }
-
     fn check_entities(&mut self) {
+        self.wait_for_entities();
+        self.check_entity_features();
+    }
+
+    /// Every simulated device (and the group) as an available entity; fills `ids`.
+    fn wait_for_entities(&mut self) {
         let v = self.v.ha;
         let mut names: Vec<&str> = DEVICES.iter().map(|d| d.2).collect();
         names.push(GROUP_NAME);
@@ -531,7 +167,11 @@ impl World {
         );
         println!("[{v}] entities: {ids:?}");
         self.ids = ids;
+    }
 
+    /// Each entity's domain and features, and the initial states.
+    fn check_entity_features(&self) {
+        let v = self.v.ha;
         let domain = |name: &str| self.ids[name].split('.').next().unwrap().to_owned();
         let attrs = |name: &str| self.state(name).expect("state")["attributes"].clone();
         let modes = |name: &str| {
@@ -584,6 +224,15 @@ impl World {
     }
 
     fn check_commands(&self) {
+        self.command_colour_bulb();
+        self.command_white_bluetooth_and_dimmer();
+        self.command_group();
+        self.command_switch_and_plug();
+        self.command_fan();
+    }
+
+    /// Brightness, colour temperature and RGB on the full-colour bulb.
+    fn command_colour_bulb(&self) {
         // Brightness: HA 128/255 → brightness_scale 100 → device 50.
         self.call(
             "light",
@@ -639,7 +288,10 @@ impl World {
                 .then_some(())
                 .ok_or("not red".into())
         });
+    }
 
+    /// A tunable-white bulb, a relayed Bluetooth bulb and the dimmer switch.
+    fn command_white_bluetooth_and_dimmer(&self) {
         // A tunable-white bulb at 5000 K (Cync 60).
         self.call(
             "light",
@@ -679,7 +331,10 @@ impl World {
             topic_on_at(78),
         );
         self.until_ha("E2E Dimmer", "on at ~200", ha_on_at(200));
+    }
 
+    /// The Cync group, on and off.
+    fn command_group(&self) {
         // The Cync group: one command, every member changes.
         self.call(
             "light",
@@ -701,8 +356,10 @@ impl World {
             self.until_device(mesh, "off (group)", |s| !s.on, |p| p["state"] == "OFF");
         }
         self.until_ha(GROUP_NAME, "off", is_state("off"));
+    }
 
-        // Switch and plug.
+    /// Switch and plug.
+    fn command_switch_and_plug(&self) {
         self.call("switch", "turn_off", "E2E Plug", json!({}));
         self.until_device(PLUG, "off", |s| !s.on, |p| p["state"] == "OFF");
         self.until_ha("E2E Plug", "off", is_state("off"));
@@ -712,7 +369,10 @@ impl World {
         self.call("switch", "turn_off", "E2E Wall Switch", json!({}));
         self.until_device(SWITCH, "off", |s| !s.on, |p| p["state"] == "OFF");
         self.until_ha("E2E Wall Switch", "off", is_state("off"));
+    }
 
+    /// The fan: percentage, preset, off.
+    fn command_fan(&self) {
         // Fan: percentage, then a preset (speed travels as the brightness byte, `docs/protocol.md#fan-speed`).
         self.call(
             "fan",
@@ -837,59 +497,6 @@ impl World {
                 .collect::<Vec<_>>()
                 .join("\n")
         );
-    }
-
-    fn stop(&mut self) {
-        if std::mem::replace(&mut self.stopped, true) {
-            return;
-        }
-        if let (Some(sim), Some(rt)) = (self.sim.take(), self.rt.as_ref()) {
-            rt.block_on(sim.shutdown());
-        }
-        if let Some(mut bridge) = self.bridge.take() {
-            // SIGTERM so the bridge publishes `offline` and exits cleanly.
-            let _ = Command::new("kill").arg(bridge.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = bridge.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = bridge.kill();
-            let _ = bridge.wait();
-        }
-        self.topics.take();
-        self.rt.take();
-        let _ = Command::new(self.tools.join("ha-down"))
-            .arg(&self.ha_work)
-            .status();
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "[{}] FAILED: Home Assistant log {}, bridge log {}",
-                self.v.ha,
-                self.ha_work.join("hass.log").display(),
-                self.bridge_log.display()
-            );
-            for (what, path) in [
-                ("hass.log", self.ha_work.join("hass.log")),
-                ("cync-bridge.log", self.bridge_log.clone()),
-            ] {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                let from = lines.len().saturating_sub(40);
-                eprintln!("---- last lines of {what} ----");
-                for l in &lines[from..] {
-                    eprintln!("{l}");
-                }
-            }
-        }
-        self.stop();
     }
 }
 

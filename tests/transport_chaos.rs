@@ -7,6 +7,7 @@
 //! millisecond on loopback, so the behaviour (retry on silence, failover) is the same and the
 //! file runs in seconds instead of minutes.
 
+mod chaos_world;
 mod server_world;
 
 use std::collections::HashMap;
@@ -14,250 +15,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cync_bridge::capture::Direction;
-use cync_bridge::protocol::{decode, Command, FrameDir, Packet};
-use cync_bridge::sim::{
-    Chaos, HomeBuilder, PacketChaos, Partition, SimConfig, SimDeviceKey, SimHandle, SimHome,
-    Simulator,
-};
+use cync_bridge::sim::{Chaos, PacketChaos, Partition};
 use cync_bridge::transport::reliable::Policy;
 use cync_bridge::transport::service::ReliableTransport;
-use cync_bridge::transport::{CommandOutcome, CommandReport, CommandRequest, LegacyTransport};
+use cync_bridge::transport::{CommandOutcome, LegacyTransport};
 use server_world::Bridge;
 use tokio_util::sync::CancellationToken;
 
-const ATTEMPT: Duration = Duration::from_millis(400);
-const READY: Duration = Duration::from_secs(30);
-
-/// `relays` Wi-Fi relays (mesh ids 1..=relays), each relaying `per_relay - 1` Bluetooth-only
-/// devices of its own; with `shared`, every Bluetooth device is also reached by the next relay.
-fn home(relays: u16, per_relay: u16, shared: bool) -> SimHome {
-    let mut b = HomeBuilder::new("chaos", 5);
-    let mut next = 100u16;
-    let mut owned: Vec<Vec<u16>> = Vec::new();
-    for r in 1..=relays {
-        b = b.wifi(r, 137);
-        let mut mine = Vec::new();
-        for _ in 1..per_relay {
-            while next == 0x7D || next == 0x7E {
-                next += 1;
-            }
-            b = b.bluetooth(next, 21);
-            mine.push(next);
-            next += 1;
-        }
-        owned.push(mine);
-    }
-    for r in 1..=relays {
-        let mut ids = owned[usize::from(r - 1)].clone();
-        if shared {
-            let prev = if r == 1 { relays } else { r - 1 };
-            ids.extend(owned[usize::from(prev - 1)].iter().copied());
-        }
-        b = b.relays(r, &ids);
-    }
-    b.build().unwrap()
-}
-
-fn mesh_ids(spec: &SimHome) -> Vec<u16> {
-    spec.devices.iter().map(|d| d.mesh_id).collect()
-}
-
-fn sim_key(mesh: u16) -> SimDeviceKey {
-    SimDeviceKey {
-        home: 0,
-        mesh_id: mesh,
-    }
-}
-
-struct World {
-    bridge: Bridge,
-    sim: SimHandle,
-    meshes: Vec<u16>,
-}
-
-async fn world(seed: u64, spec: SimHome, chaos: Chaos, min_routes: usize) -> World {
-    let bridge = Bridge::start("").await;
-    let meshes = mesh_ids(&spec);
-    // Chaos starts once every link is up and every route known: the handshake is not what
-    // these checks are about.
-    let mut config = SimConfig::new(seed, vec![spec]);
-    // Room for every packet of the run in each relay's log.
-    config.behaviour.log_capacity = 50_000;
-    let sim = Simulator::start(config, bridge.addr).await.unwrap();
-    sim.wait_ready(READY).await.unwrap();
-    let all = meshes.clone();
-    bridge
-        .until("routes to every device", |b| {
-            // Wi-Fi devices (ids below 100) are their own single route.
-            all.iter().all(|m| {
-                let want = if *m >= 100 { min_routes } else { 1 };
-                b.routes().candidates(&Bridge::key(*m)).len() >= want
-            })
-        })
-        .await;
-    sim.set_chaos_all(chaos).await.unwrap();
-    World {
-        bridge,
-        sim,
-        meshes,
-    }
-}
-
-fn reliable(bridge: &Bridge, attempt: Duration) -> ReliableTransport {
-    let mut policy = Policy::reliable();
-    policy.attempt_timeout = attempt;
-    ReliableTransport::spawn(
-        &bridge.services,
-        policy,
-        &bridge.tracker,
-        bridge.shutdown.clone(),
-    )
-}
-
-fn power(mesh: u16, on: bool, timeout: Duration) -> CommandRequest {
-    CommandRequest::new(
-        Bridge::key(mesh),
-        Command::Power { target: mesh, on },
-        timeout,
-    )
-}
-
-#[derive(Default, Debug)]
-struct Tally {
-    sent: u64,
-    success: u64,
-    by_outcome: HashMap<String, u64>,
-    worst_over_deadline: u64,
-}
-
-impl Tally {
-    fn rate(&self) -> f64 {
-        self.success as f64 / self.sent as f64
-    }
-}
-
-/// Closed loop per device (the next command after the previous outcome), devices concurrently:
-/// `per_device` power commands alternating on/off for each mesh id.
-/// Either path, with `Send` futures (the trait's `async fn` makes no such promise).
-enum Path {
-    Reliable(ReliableTransport),
-    Legacy(LegacyTransport),
-}
-
-impl Path {
-    async fn execute(&self, request: CommandRequest, cancel: &CancellationToken) -> CommandReport {
-        match self {
-            Path::Reliable(t) => t.execute(request, cancel).await,
-            Path::Legacy(t) => t.execute(request, cancel).await,
-        }
-    }
-}
-
-async fn closed_loop(
-    transport: Arc<Path>,
-    meshes: &[u16],
-    per_device: usize,
-    timeout: Duration,
-) -> Tally {
-    let mut tasks = Vec::new();
-    for &mesh in meshes {
-        let transport = transport.clone();
-        tasks.push(tokio::spawn(async move {
-            let cancel = CancellationToken::new();
-            let mut out = Vec::new();
-            for i in 0..per_device {
-                let report = transport
-                    .execute(power(mesh, i % 2 == 0, timeout), &cancel)
-                    .await;
-                out.push(report);
-            }
-            out
-        }));
-    }
-    let mut tally = Tally::default();
-    for t in tasks {
-        for r in t.await.expect("no panic") {
-            tally.sent += 1;
-            if r.outcome == CommandOutcome::Success {
-                tally.success += 1;
-            }
-            *tally
-                .by_outcome
-                .entry(format!("{:?}", r.outcome))
-                .or_default() += 1;
-            let over = r.latency.saturating_sub(timeout).as_millis() as u64;
-            tally.worst_over_deadline = tally.worst_over_deadline.max(over);
-        }
-    }
-    tally
-}
-
-/// Sum of every series of a metric family.
-fn family_sum(bridge: &Bridge, family: &str) -> f64 {
-    bridge
-        .metrics()
-        .render()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter_map(|(_, v)| v.parse::<f64>().ok())
-        .sum()
-}
-
-/// Every bridge→device command frame in the simulator's logs, as (when, command bytes without
-/// the tx), sorted by time.
-fn commands_sent(sim: &SimHandle) -> Vec<(tokio::time::Instant, u8, Vec<u8>)> {
-    let mut out = Vec::new();
-    for s in sim.sessions() {
-        for entry in s.log() {
-            if entry.dir != Direction::ServerToDevice {
-                continue;
-            }
-            if let Ok(Packet::Data(f)) = decode(&entry.bytes) {
-                if let Ok(fr) = &f.frame {
-                    if fr.dir == FrameDir::Request {
-                        out.push((entry.at, fr.op, fr.payload.to_vec()));
-                    }
-                }
-            }
-        }
-    }
-    out.sort_by_key(|e| e.0);
-    out
-}
-
-/// The bridge sends a command a second time only as a retry after a timeout: two consecutive
-/// copies of the same command to the same target (the tx and mesh sequence differ per attempt,
-/// so commands are compared decoded) are at least `attempt` apart. Returns how many repeats
-/// were seen.
-fn assert_repeats_only_after_timeout(sim: &SimHandle, attempt: Duration) -> usize {
-    let mut previous: HashMap<u16, (Command, tokio::time::Instant)> = HashMap::new();
-    let mut repeats = 0;
-    for (at, op, payload) in commands_sent(sim) {
-        // Session housekeeping (0x52 mesh-info requests) addresses no device: not a command.
-        let Some((command, _)) = Command::decode(op, &payload) else {
-            continue;
-        };
-        let Some(target) = command.target() else {
-            continue;
-        };
-        if let Some((before, when)) = previous.get(&target) {
-            if *before == command {
-                let gap = at - *when;
-                // 5 ms of slack for timer granularity.
-                assert!(
-                    gap + Duration::from_millis(5) >= attempt,
-                    "{command:?} repeated after {gap:?}, before the {attempt:?} attempt timeout"
-                );
-                repeats += 1;
-            }
-        }
-        previous.insert(target, (command, at));
-    }
-    repeats
-}
+use chaos_world::{
+    assert_repeats_only_after_timeout, closed_loop, family_sum, home, power, reliable, sim_key,
+    world, Path, ATTEMPT, READY,
+};
 
 // ------------------------------------------------------------------------------- no chaos
 
@@ -512,44 +280,9 @@ async fn a_burst_of_ten_times_the_queue_capacity_is_bounded_counted_and_survived
     // cycles the queues thousands of times.
     let burst = Duration::from_secs(4);
     let started = tokio::time::Instant::now();
-    let ok = Arc::new(AtomicU64::new(0));
-    let cancelled = Arc::new(AtomicU64::new(0));
-    let other = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for &mesh in w.meshes.iter().filter(|m| **m >= 100) {
-        for i in 0..submitters {
-            let (t, ok, cancelled, other) =
-                (t.clone(), ok.clone(), cancelled.clone(), other.clone());
-            tasks.push(tokio::spawn(async move {
-                let cancel = CancellationToken::new();
-                let mut on = i % 2 == 0;
-                while started.elapsed() < burst {
-                    let r = t
-                        .execute(power(mesh, on, Duration::from_secs(10)), &cancel)
-                        .await;
-                    on = !on;
-                    match r.outcome {
-                        CommandOutcome::Success => ok.fetch_add(1, Ordering::Relaxed),
-                        CommandOutcome::Cancelled => {
-                            // Refused at once: back off a little instead of spinning.
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                            cancelled.fetch_add(1, Ordering::Relaxed)
-                        }
-                        _ => other.fetch_add(1, Ordering::Relaxed),
-                    };
-                }
-            }));
-        }
-    }
-    let sampler = {
-        let peak = rss_peak.clone();
-        tokio::spawn(async move {
-            while started.elapsed() < burst {
-                peak.fetch_max(rss_bytes(), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let tally = Arc::new(BurstTally::default());
+    let tasks = spawn_submitters(&t, &w.meshes, submitters, (started, burst), &tally);
+    let sampler = spawn_rss_sampler(&rss_peak, started, burst);
     let outstanding = tasks.len();
     for task in tasks {
         task.await.expect("no panic");
@@ -560,13 +293,13 @@ async fn a_burst_of_ten_times_the_queue_capacity_is_bounded_counted_and_survived
     eprintln!(
         "burst: {outstanding} submitters ({submitters} per device, queue {capacity}) for {burst:?}: \
          {} success, {} cancelled (overflow), {} other; queue_full_total {full}; RSS +{} KiB",
-        ok.load(Ordering::Relaxed),
-        cancelled.load(Ordering::Relaxed),
-        other.load(Ordering::Relaxed),
+        tally.ok.load(Ordering::Relaxed),
+        tally.cancelled.load(Ordering::Relaxed),
+        tally.other.load(Ordering::Relaxed),
         grew / 1024
     );
     assert!(full > 0.0, "overflow is counted");
-    assert!(cancelled.load(Ordering::Relaxed) > 0);
+    assert!(tally.cancelled.load(Ordering::Relaxed) > 0);
     assert!(grew < 256 * 1024 * 1024, "RSS grew by {grew} bytes");
     // Normal service resumes.
     for &mesh in w.meshes.iter().filter(|m| **m >= 100) {
@@ -579,6 +312,67 @@ async fn a_burst_of_ten_times_the_queue_capacity_is_bounded_counted_and_survived
         assert_eq!(r.outcome, CommandOutcome::Success, "{r:?}");
     }
     assert_eq!(w.sim.panics(), 0);
+}
+
+/// What the burst's submitters got back.
+#[derive(Default)]
+struct BurstTally {
+    ok: AtomicU64,
+    /// Refused at once: the queue was full.
+    cancelled: AtomicU64,
+    other: AtomicU64,
+}
+
+/// `submitters` tasks per Bluetooth device (mesh id 100 and up), each flipping its device as
+/// fast as it is answered until the burst (`started`, length) is over.
+fn spawn_submitters(
+    t: &Arc<ReliableTransport>,
+    meshes: &[u16],
+    submitters: usize,
+    (started, burst): (tokio::time::Instant, Duration),
+    tally: &Arc<BurstTally>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for &mesh in meshes.iter().filter(|m| **m >= 100) {
+        for i in 0..submitters {
+            let (t, tally) = (Arc::clone(t), Arc::clone(tally));
+            tasks.push(tokio::spawn(async move {
+                let cancel = CancellationToken::new();
+                let mut on = i % 2 == 0;
+                while started.elapsed() < burst {
+                    let r = t
+                        .execute(power(mesh, on, Duration::from_secs(10)), &cancel)
+                        .await;
+                    on = !on;
+                    match r.outcome {
+                        CommandOutcome::Success => tally.ok.fetch_add(1, Ordering::Relaxed),
+                        CommandOutcome::Cancelled => {
+                            // Refused at once: back off a little instead of spinning.
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            tally.cancelled.fetch_add(1, Ordering::Relaxed)
+                        }
+                        _ => tally.other.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            }));
+        }
+    }
+    tasks
+}
+
+/// Keeps the process's peak RSS in `peak` until the burst is over.
+fn spawn_rss_sampler(
+    peak: &Arc<AtomicU64>,
+    started: tokio::time::Instant,
+    burst: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let peak = Arc::clone(peak);
+    tokio::spawn(async move {
+        while started.elapsed() < burst {
+            peak.fetch_max(rss_bytes(), Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
 }
 
 // ----------------------------------------------------------------------------- corruption
