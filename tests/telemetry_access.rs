@@ -2,116 +2,13 @@
 //! token from `data_dir`, Host/Origin, CSRF for forms, the ingress peer — and the open read-only
 //! endpoints beside it.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod admin_world;
 
-use axum::http::Method;
-use axum::routing::post;
-use axum::Router;
-use cync_bridge::telemetry::access::client::{admin_request, AdminBody, AdminReply};
-use cync_bridge::telemetry::access::{
-    AccessRule, ADMIN_TOKEN_FILE, DEFAULT_INGRESS_PEERS, MAX_FORM_BYTES,
-};
-use cync_bridge::telemetry::{endpoints, serve_router, Health, HttpLimits, Metrics};
+use admin_world::{helper_post, json, raw_post, start};
+use cync_bridge::telemetry::access::client::AdminBody;
+use cync_bridge::telemetry::access::{DEFAULT_INGRESS_PEERS, MAX_FORM_BYTES};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
-
-struct Admin {
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-    rule: AccessRule,
-    /// Bodies the test route received, to prove a request got through (and intact).
-    received: Arc<Mutex<Vec<String>>>,
-    _shutdown: tokio_util::sync::DropGuard,
-}
-
-async fn start(ingress_peers: Vec<IpAddr>) -> Admin {
-    let dir = tempfile::tempdir().unwrap();
-    let hosts = vec!["Bridge.Example".to_owned()];
-    let rule = AccessRule::load_or_create(dir.path(), hosts, ingress_peers).unwrap();
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&received);
-    let admin = Router::new().route(
-        "/admin/rollout",
-        post(move |body: String| async move {
-            sink.lock().unwrap().push(body);
-            "done\n"
-        }),
-    );
-    let router = endpoints::router(Metrics::new(), Health::new()).merge(rule.protect(admin));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(serve_router(
-        listener,
-        router,
-        shutdown.clone(),
-        HttpLimits::default(),
-    ));
-    Admin {
-        addr,
-        dir,
-        rule,
-        received,
-        _shutdown: shutdown.drop_guard(),
-    }
-}
-
-impl Admin {
-    fn token(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join(ADMIN_TOKEN_FILE))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
-    fn received(&self) -> Vec<String> {
-        self.received.lock().unwrap().clone()
-    }
-}
-
-/// Sends raw `POST /admin/rollout` with `headers` (each `Name: value`) and `body`; returns the
-/// status and body.
-async fn raw_post(addr: SocketAddr, headers: Vec<String>, body: &str) -> (u16, String) {
-    let mut request = "POST /admin/rollout HTTP/1.1\r\n".to_owned();
-    for header in headers {
-        request.push_str(&header);
-        request.push_str("\r\n");
-    }
-    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await.unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_owned())
-}
-
-fn json() -> Option<AdminBody> {
-    Some(AdminBody {
-        content_type: "application/json",
-        bytes: br#"{"stage":"canary"}"#.to_vec(),
-    })
-}
-
-/// `POST /admin/rollout` through the client helper, as a `cync-bridge` subcommand would.
-async fn helper_post(admin: &Admin, body: Option<AdminBody>) -> AdminReply {
-    let timeout = Duration::from_secs(10);
-    let path = admin.dir.path();
-    admin_request(
-        admin.addr,
-        Method::POST,
-        "/admin/rollout",
-        path,
-        body,
-        timeout,
-    )
-    .await
-    .unwrap()
-}
+use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn the_client_helper_reads_the_token_and_gets_through() {
@@ -301,51 +198,5 @@ async fn read_only_endpoints_stay_open_and_unknown_paths_stay_404() {
             raw.starts_with(&format!("HTTP/1.1 {want} ")),
             "{path}: {raw}"
         );
-    }
-}
-
-#[test]
-fn nothing_logged_anywhere_contains_the_token() {
-    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let writer = {
-        let logs = Arc::clone(&logs);
-        move || LogWriter(Arc::clone(&logs))
-    };
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(writer)
-        .finish();
-    let token = tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let admin = start(Vec::new()).await;
-            assert_eq!(helper_post(&admin, json()).await.status, 200);
-            let bearer = format!("Authorization: Bearer {}x", admin.token());
-            let host = format!("Host: {}", admin.addr);
-            assert_eq!(raw_post(admin.addr, vec![host, bearer], "{}").await.0, 401);
-            admin.token()
-        })
-    });
-    let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
-    assert!(
-        logs.contains("admin token created"),
-        "the capture works: {logs}"
-    );
-    assert!(!logs.contains(&token), "token in logs:\n{logs}");
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
