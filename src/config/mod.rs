@@ -260,6 +260,14 @@ pub fn load(file: &ConfigFile) -> Result<Config, ConfigError> {
     validate(&figment(file)?)
 }
 
+/// The built-in defaults with `text` (a config file's contents) on top, validated; no
+/// environment. For checking a file's text on its own, and for fuzzing the loader.
+pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+    let figment = Figment::from(figment::providers::Serialized::defaults(RawConfig::default()))
+        .merge(Toml::string(text));
+    validate(&figment)
+}
+
 /// Extracts the raw tree from `figment` and validates every key into a [`Config`].
 pub fn validate(figment: &Figment) -> Result<Config, ConfigError> {
     let raw: RawConfig = figment.extract().map_err(from_figment)?;
