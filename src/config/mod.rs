@@ -263,8 +263,10 @@ pub fn load(file: &ConfigFile) -> Result<Config, ConfigError> {
 /// The built-in defaults with `text` (a config file's contents) on top, validated; no
 /// environment. For checking a file's text on its own, and for fuzzing the loader.
 pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-    let figment = Figment::from(figment::providers::Serialized::defaults(RawConfig::default()))
-        .merge(Toml::string(text));
+    let figment = Figment::from(figment::providers::Serialized::defaults(
+        RawConfig::default(),
+    ))
+    .merge(Toml::string(text));
     validate(&figment)
 }
 
