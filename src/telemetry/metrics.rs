@@ -117,7 +117,7 @@ const DESCRIPTIONS: [(&str, Kind, &str); 23] = [
     (COMMAND_LATENCY, Kind::Histogram, "Time from command submission to its final outcome, by transport."),
     (MQTT_CONNECTED, Kind::Gauge, "1 while the bridge is connected to the MQTT broker."),
     (MQTT_PUBLISHED, Kind::Counter, "Messages handed to the MQTT client, by kind (discovery, state, availability, attributes, bridge)."),
-    (MQTT_COMMANDS, Kind::Counter, "Commands received over MQTT, by result (accepted, invalid, unknown_entity, disabled, dropped)."),
+    (MQTT_COMMANDS, Kind::Counter, "Commands received over MQTT, by result (accepted, superseded, invalid, unknown_entity, disabled)."),
     (DEVICES_AVAILABLE, Kind::Gauge, "Devices currently available in Home Assistant."),
 ];
 
