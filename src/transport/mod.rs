@@ -43,11 +43,47 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The name a command is routed by: the topic id users see (`1000-10`, `1000-group-32769`), so
+/// that a rollout cohort, include and exclude list are written in the ids of Home Assistant's
+/// MQTT topics rather than in wire keys (every session is in the default home on the wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteKey {
+    /// The cloud home id (0 when no device file names one).
+    pub home: u64,
+    /// Mesh id or group id.
+    pub id: u16,
+    /// A Cync group rather than one device.
+    pub group: bool,
+}
+
+impl RouteKey {
+    /// The route key of a wire address, when nothing better is known (a device, never a group).
+    pub fn of_device(key: DeviceKey) -> RouteKey {
+        RouteKey {
+            home: key.home.0,
+            id: key.mesh.0,
+            group: false,
+        }
+    }
+}
+
+impl std::fmt::Display for RouteKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.group {
+            write!(f, "{}-group-{}", self.home, self.id)
+        } else {
+            write!(f, "{}-{}", self.home, self.id)
+        }
+    }
+}
+
 /// One command for one device.
 #[derive(Clone, Copy, Debug)]
 pub struct CommandRequest {
     /// The device (or group) addressed.
     pub key: DeviceKey,
+    /// What a rollout routes it by.
+    pub route: RouteKey,
     /// What to send. Its target should equal `key.mesh`.
     pub command: Command,
     /// Overall deadline, from submission to outcome.
@@ -61,6 +97,7 @@ impl CommandRequest {
     pub fn new(key: DeviceKey, command: Command, timeout: Duration) -> Self {
         CommandRequest {
             key,
+            route: RouteKey::of_device(key),
             command,
             timeout,
             correlation: new_correlation_id(),
