@@ -69,13 +69,9 @@ impl CommandTransport for FakeTransport {
                 }
             }
             CommandReport {
-                key: request.key,
-                outcome,
                 latency: Duration::from_millis(5),
-                correlation: request.correlation,
-                session: None,
-                via: None,
-                confirmed_by: None,
+                attempts: 1,
+                ..CommandReport::unsent(&request, outcome)
             }
         })
     }

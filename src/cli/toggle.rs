@@ -149,13 +149,8 @@ async fn toggle(config: &Config, args: &ToggleArgs) -> anyhow::Result<CommandRep
         Err(outcome) => {
             tracing::warn!(%outcome, "no connected device reaches the target");
             CommandReport {
-                key,
-                outcome,
                 latency: waiting.elapsed(),
-                correlation: request.correlation,
-                session: None,
-                via: None,
-                confirmed_by: None,
+                ..CommandReport::unsent(&request, outcome)
             }
         }
     };

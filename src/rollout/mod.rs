@@ -11,4 +11,8 @@
 //! in, so the detector can be replayed over simulated months in a bench.
 
 pub mod assign;
+pub mod control;
+pub mod controller;
+pub mod detector;
 pub mod ledger;
+pub mod slo;

@@ -131,6 +131,30 @@ pub struct CommandReport {
     pub via: Option<PeerId>,
     /// What confirmed it, on success.
     pub confirmed_by: Option<ConfirmedBy>,
+    /// Packets written for it (0: it never left the bridge).
+    pub attempts: u32,
+    /// From submission to the first 0x7B receipt, if one came.
+    pub receipt_after: Option<Duration>,
+    /// A full queue on its way refused it (its outcome says how it ended).
+    pub queue_full: bool,
+}
+
+impl CommandReport {
+    /// A report of `request` that has not been sent anywhere yet.
+    pub fn unsent(request: &CommandRequest, outcome: CommandOutcome) -> CommandReport {
+        CommandReport {
+            key: request.key,
+            outcome,
+            latency: Duration::ZERO,
+            correlation: request.correlation,
+            session: None,
+            via: None,
+            confirmed_by: None,
+            attempts: 0,
+            receipt_after: None,
+            queue_full: false,
+        }
+    }
 }
 
 /// A command's outcome, still to come; boxed so that the bridge can hold any path (legacy,
