@@ -12,3 +12,4 @@
 
 pub mod assign;
 pub mod ledger;
+pub mod store;
