@@ -192,6 +192,9 @@ fn busy_registry() -> Metrics {
     metrics.mqtt_published("state");
     metrics.mqtt_command("invalid");
     metrics.devices_available().set(4);
+    metrics.rollout_store_healthy().set(1);
+    metrics.rollout_store_error("locked");
+    metrics.rollout_store_written(12);
     session.close("idle_timeout");
     metrics
 }
@@ -223,6 +226,9 @@ fn every_family_is_announced_with_help_and_type_before_its_samples() {
         ("tcp_comm_mqtt_published_total", "counter"),
         ("tcp_comm_mqtt_commands_total", "counter"),
         ("tcp_comm_devices_available", "gauge"),
+        ("tcp_comm_rollout_store_healthy", "gauge"),
+        ("tcp_comm_rollout_store_errors_total", "counter"),
+        ("tcp_comm_rollout_store_writes_total", "counter"),
     ];
     assert_eq!(families.len(), expected.len());
     let names: BTreeSet<&str> = Metrics::family_names().collect();
@@ -385,8 +391,10 @@ fn a_fresh_registry_has_every_fixed_vocabulary_series_at_zero_and_no_device_seri
         "tcp_comm_recv_queue_size",
         "tcp_comm_mqtt_connected",
         "tcp_comm_devices_available",
+        "tcp_comm_rollout_store_healthy",
+        "tcp_comm_rollout_store_writes_total",
     ];
-    let fixed: [(&str, &str, &[&str]); 6] = [
+    let fixed: [(&str, &str, &[&str]); 7] = [
         (
             "tcp_comm_sessions_closed_total",
             "reason",
@@ -416,6 +424,11 @@ fn a_fresh_registry_has_every_fixed_vocabulary_series_at_zero_and_no_device_seri
             "tcp_comm_command_latency_seconds",
             "transport",
             vocabulary::TRANSPORTS,
+        ),
+        (
+            "tcp_comm_rollout_store_errors_total",
+            "kind",
+            vocabulary::ROLLOUT_STORE_ERROR_KINDS,
         ),
     ];
     assert_eq!(

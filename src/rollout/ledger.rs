@@ -331,6 +331,11 @@ impl Ledger {
             .map(|(m, c)| (*m, c))
     }
 
+    /// Every stored minute of wire counts, oldest first (for reports and persistence checks).
+    pub fn wire_minutes(&self) -> impl Iterator<Item = (UnixMinute, &WireCounts)> {
+        self.wire.iter().map(|(m, c)| (*m, c))
+    }
+
     /// Entries held, over all series and the wire counts (the memory bound's unit).
     pub fn entries(&self) -> usize {
         self.series.iter().map(BTreeMap::len).sum::<usize>() + self.wire.len()

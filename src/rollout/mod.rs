@@ -16,3 +16,4 @@ pub mod controller;
 pub mod detector;
 pub mod ledger;
 pub mod slo;
+pub mod store;

@@ -85,6 +85,9 @@ const MQTT_CONNECTED: &str = "tcp_comm_mqtt_connected";
 const MQTT_PUBLISHED: &str = "tcp_comm_mqtt_published_total";
 const MQTT_COMMANDS: &str = "tcp_comm_mqtt_commands_total";
 const DEVICES_AVAILABLE: &str = "tcp_comm_devices_available";
+const ROLLOUT_STORE_HEALTHY: &str = "tcp_comm_rollout_store_healthy";
+const ROLLOUT_STORE_ERRORS: &str = "tcp_comm_rollout_store_errors_total";
+const ROLLOUT_STORE_WRITES: &str = "tcp_comm_rollout_store_writes_total";
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -95,7 +98,7 @@ enum Kind {
 
 /// Every family with its kind and HELP text; the unit follows from the kind (histograms measure
 /// seconds, the rest are counts).
-const DESCRIPTIONS: [(&str, Kind, &str); 23] = [
+const DESCRIPTIONS: [(&str, Kind, &str); 26] = [
     (PACKET_SENT, Kind::Counter, "Packets written to device sessions, by device and outcome."),
     (PACKET_RECV, Kind::Counter, "Packets read from device sessions, by device and outcome."),
     (PACKET_LATENCY, Kind::Histogram, "Time from sending a device packet that expects an answer to receiving the answer, by device."),
@@ -119,6 +122,9 @@ const DESCRIPTIONS: [(&str, Kind, &str); 23] = [
     (MQTT_PUBLISHED, Kind::Counter, "Messages handed to the MQTT client, by kind (discovery, state, availability, attributes, bridge)."),
     (MQTT_COMMANDS, Kind::Counter, "Commands received over MQTT, by result (accepted, superseded, invalid, unknown_entity, disabled)."),
     (DEVICES_AVAILABLE, Kind::Gauge, "Devices currently available in Home Assistant."),
+    (ROLLOUT_STORE_HEALTHY, Kind::Gauge, "1 while the rollout evidence store's last flush reached the disk."),
+    (ROLLOUT_STORE_ERRORS, Kind::Counter, "Failed rollout store opens and flushes, and records dropped at its full queue, by kind."),
+    (ROLLOUT_STORE_WRITES, Kind::Counter, "Rollout evidence records (command counts and wire counts) committed to the store."),
 ];
 
 /// A shared handle on all of the bridge's metrics. Clone it freely (one `Arc`); every method takes
@@ -155,6 +161,9 @@ struct Inner {
     mqtt_published: Family<Counter>,
     mqtt_commands: Family<Counter>,
     devices_available: Gauge,
+    rollout_store_healthy: Gauge,
+    rollout_store_errors: Family<Counter>,
+    rollout_store_writes: Counter,
 }
 
 fn recorder() -> PrometheusRecorder {
@@ -218,6 +227,9 @@ impl Inner {
             mqtt_published: fixed(MQTT_PUBLISHED, "kind"),
             mqtt_commands: fixed(MQTT_COMMANDS, "result"),
             devices_available: Gauge::register(r, DEVICES_AVAILABLE),
+            rollout_store_healthy: Gauge::register(r, ROLLOUT_STORE_HEALTHY),
+            rollout_store_errors: fixed(ROLLOUT_STORE_ERRORS, "kind"),
+            rollout_store_writes: single(r, ROLLOUT_STORE_WRITES),
             recorder,
         };
         inner.init_fixed_vocabularies();
@@ -240,6 +252,8 @@ impl Inner {
             .init(r, vocab::MQTT_PUBLISH_KINDS, &[""]);
         self.mqtt_commands
             .init(r, vocab::MQTT_COMMAND_RESULTS, &[""]);
+        self.rollout_store_errors
+            .init(r, vocab::ROLLOUT_STORE_ERROR_KINDS, &[""]);
     }
 
     fn observe(&self, family: &Family<Histogram>, first: &str, latency: Duration) {
@@ -409,6 +423,22 @@ impl Metrics {
     /// Devices available in Home Assistant (`tcp_comm_devices_available`).
     pub fn devices_available(&self) -> &Gauge {
         &self.inner.devices_available
+    }
+
+    /// Whether the rollout store's last flush reached the disk (`tcp_comm_rollout_store_healthy`).
+    pub fn rollout_store_healthy(&self) -> &Gauge {
+        &self.inner.rollout_store_healthy
+    }
+
+    /// Counts a failed rollout store operation or a dropped record
+    /// (`tcp_comm_rollout_store_errors_total`).
+    pub fn rollout_store_error(&self, kind: &'static str) {
+        self.inner.count(&self.inner.rollout_store_errors, kind, "");
+    }
+
+    /// Counts records committed by one flush (`tcp_comm_rollout_store_writes_total`).
+    pub fn rollout_store_written(&self, records: u64) {
+        self.inner.rollout_store_writes.increment(records);
     }
 
     /// The Prometheus text exposition (format 0.0.4) of every series that exists, as the exporter

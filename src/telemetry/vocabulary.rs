@@ -68,3 +68,7 @@ pub const QUEUE_TYPES: &[&str] = &["send", "command_events", "command", "transpo
 
 /// `outcome` of `tcp_comm_packet_sent_total` (device-labelled: listed, not pre-created).
 pub const PACKET_SENT_OUTCOMES: &[&str] = &["ok", "dropped"];
+
+/// `kind` of `tcp_comm_rollout_store_errors_total`: every `StoreErrorKind::as_str`.
+pub const ROLLOUT_STORE_ERROR_KINDS: &[&str] =
+    &["open", "corrupt", "locked", "full", "io", "dropped"];
