@@ -132,7 +132,7 @@ fn start(dir: &std::path::Path) -> World {
         settings,
         registry,
         &services,
-        dyn_transport,
+        dyn_transport.into(),
         link,
         &TaskTracker::new(),
         shutdown.clone(),

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod doctor;
 pub mod healthcheck;
 pub mod probe;
+pub mod rollout;
 pub mod serve;
 pub mod sim;
 pub mod toggle;

@@ -26,6 +26,8 @@ mod build;
 mod env;
 mod mqtt;
 mod raw;
+mod rollout;
+pub use rollout::parse_window;
 pub mod value;
 
 use std::net::SocketAddr;
@@ -44,6 +46,7 @@ pub use crate::server::{DeviceServerSettings, ServerSettings};
 use crate::transport::backoff::Backoff;
 use crate::transport::queue::Overflow;
 use crate::transport::reliable::Policy;
+pub use crate::rollout::settings::RolloutSettings;
 pub use crate::transport::{TransportMode, TransportSettings};
 pub use raw::RawConfig;
 use raw::{RawDevices, RawServer, RawState, RawTelemetry, RawTransport};
@@ -69,6 +72,9 @@ pub const SECTIONS: &[&str] = &[
     "state",
     "mqtt",
     "devices",
+    "rollout",
+    "slo",
+    "rollback",
 ];
 
 /// The validated configuration.
@@ -92,6 +98,8 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// `[devices]`.
     pub devices: DevicesSettings,
+    /// `[rollout]`, `[slo]`, `[rollback]` (and `[transport] mode`).
+    pub rollout: RolloutSettings,
 }
 
 /// `[mqtt]`: the broker connection and the shape of what Home Assistant sees.
@@ -252,6 +260,7 @@ pub fn figment(file: &ConfigFile) -> Result<Figment, ConfigError> {
         RawConfig::default(),
     ))
     .merge(Toml::file(path))
+    .merge(rollout::Aliases::from_vars(std::env::vars()))
     .merge(env))
 }
 
@@ -287,6 +296,7 @@ pub fn validate(figment: &Figment) -> Result<Config, ConfigError> {
         state: check.state(&raw.state)?,
         mqtt: check.mqtt(&raw.mqtt)?,
         devices: check.devices(&raw.devices)?,
+        rollout: check.rollout_settings(&raw)?,
     })
 }
 
@@ -421,17 +431,8 @@ impl Check<'_> {
         })
     }
 
+    /// `[transport]`; its `mode` is the rollout mode and is validated with `[rollout]`.
     fn transport(&self, r: &RawTransport) -> Result<TransportSettings, ConfigError> {
-        let mode = match r.mode.as_str() {
-            "reliable" => TransportMode::Reliable,
-            "legacy" => TransportMode::Legacy,
-            other => {
-                return Err(self.fail(
-                    "transport.mode",
-                    format!("{other:?} is not a transport (expected \"reliable\" or \"legacy\")"),
-                ))
-            }
-        };
         let command_timeout =
             self.positive_duration("transport.command_timeout", &r.command_timeout)?;
         let overflow = match r.overflow.as_str() {
@@ -475,7 +476,6 @@ impl Check<'_> {
             overflow,
         };
         Ok(TransportSettings {
-            mode,
             command_timeout,
             reliable,
         })
@@ -576,6 +576,9 @@ fn origin(metadata: Option<&figment::Metadata>, path: &[&str]) -> String {
     };
     if let Some(figment::Source::File(file)) = &md.source {
         return format!("file {}", file.display());
+    }
+    if md.name == rollout::ALIAS_ORIGIN {
+        return md.name.to_string();
     }
     if md.name.contains("environment") {
         return format!(

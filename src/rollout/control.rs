@@ -111,7 +111,13 @@ pub struct Persisted {
     /// A latched rollback.
     #[serde(default)]
     pub latch: Option<Latch>,
+    /// Every rollback so far, newest last, at most [`HISTORY`] (for `slo report`).
+    #[serde(default)]
+    pub history: Vec<Latch>,
 }
+
+/// Rollbacks remembered in [`Persisted::history`].
+pub const HISTORY: usize = 100;
 
 /// The routing in force right now.
 #[derive(Clone, Debug, PartialEq)]

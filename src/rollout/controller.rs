@@ -223,12 +223,41 @@ impl Controller {
     }
 
     fn latch(&mut self, reason: String, detail: String, from_percent: f64, now_unix_ms: u64) {
-        self.persisted.latch.get_or_insert(Latch {
+        if self.persisted.latch.is_some() {
+            return;
+        }
+        let latch = Latch {
             at_unix_ms: now_unix_ms,
             reason,
             detail,
             from_percent,
-        });
+        };
+        let history = &mut self.persisted.history;
+        history.push(latch.clone());
+        if history.len() > super::control::HISTORY {
+            history.remove(0);
+        }
+        self.persisted.latch = Some(latch);
+    }
+
+    /// Latches a canary on legacy when the evidence store could not say whether a rollback was
+    /// latched before this start (its file missing, corrupt or locked): a restart must never
+    /// silently re-enable a canary that rolled back. Outside canary mode there is nothing to
+    /// protect and nothing changes.
+    pub fn hold_unknown_latch(&mut self, now_unix_ms: u64) {
+        let e = self.effective();
+        if e.mode == Mode::Canary && !e.latched {
+            tracing::warn!(
+                "the rollout store could not be read: the canary stays on legacy until resumed"
+            );
+            self.latch(
+                "evidence_lost".into(),
+                "the evidence store could not be read at start, so an earlier rollback cannot be                  ruled out; resume to re-enable the canary"
+                    .into(),
+                e.percent(),
+                now_unix_ms,
+            );
+        }
     }
 
     /// Evaluates the fast checks at `now_unix_ms`; `evidence_ok` is false when the store cannot

@@ -10,10 +10,17 @@
 //! Everything except the task and the store is a pure function of its inputs with time passed
 //! in, so the detector can be replayed over simulated months in a bench.
 
+pub mod admin;
 pub mod assign;
 pub mod control;
 pub mod controller;
 pub mod detector;
 pub mod ledger;
+pub mod report;
+pub mod router;
+pub mod settings;
+pub mod shadow;
 pub mod slo;
 pub mod store;
+pub mod status;
+pub mod task;

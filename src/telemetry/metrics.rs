@@ -31,6 +31,7 @@ use metrics::{Counter, Histogram, KeyName, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use super::families::{single, Family, Gauge, Handle};
+use super::rollout::{Rollout, RolloutMetrics};
 use super::vocabulary as vocab;
 
 /// Upper bounds (seconds, inclusive) of every latency histogram's buckets.
@@ -164,6 +165,11 @@ struct Inner {
     rollout_store_healthy: Gauge,
     rollout_store_errors: Family<Counter>,
     rollout_store_writes: Counter,
+    rollout: RolloutMetrics,
+    /// Frames read and frames that failed to decode, over all devices: the decode-error SLO's
+    /// counts, read by the rollout controller without walking the device-labelled families.
+    frames_received: AtomicU64,
+    frames_undecodable: AtomicU64,
 }
 
 fn recorder() -> PrometheusRecorder {
@@ -230,6 +236,9 @@ impl Inner {
             rollout_store_healthy: Gauge::register(r, ROLLOUT_STORE_HEALTHY),
             rollout_store_errors: fixed(ROLLOUT_STORE_ERRORS, "kind"),
             rollout_store_writes: single(r, ROLLOUT_STORE_WRITES),
+            rollout: RolloutMetrics::new(r),
+            frames_received: AtomicU64::new(0),
+            frames_undecodable: AtomicU64::new(0),
             recorder,
         };
         inner.init_fixed_vocabularies();
@@ -296,7 +305,26 @@ impl Metrics {
     /// device-labelled family appears in [`render`](Self::render) only after its first device):
     /// for checking that dashboards and alert rules query only what exists.
     pub fn family_names() -> impl Iterator<Item = &'static str> {
-        DESCRIPTIONS.iter().map(|(name, _, _)| *name)
+        DESCRIPTIONS
+            .iter()
+            .map(|(name, _, _)| *name)
+            .chain(RolloutMetrics::family_names())
+    }
+
+    /// The rollout controller's families.
+    pub fn rollout(&self) -> Rollout<'_> {
+        Rollout {
+            families: &self.inner.rollout,
+            recorder: &self.inner.recorder,
+        }
+    }
+
+    /// Frames read from devices and, of those, frames that could not be decoded, since start.
+    pub fn frame_totals(&self) -> (u64, u64) {
+        (
+            self.inner.frames_received.load(Ordering::Relaxed),
+            self.inner.frames_undecodable.load(Ordering::Relaxed),
+        )
     }
 
     /// Counts a packet written to `device_id`'s session (`tcp_comm_packet_sent_total`).
@@ -307,6 +335,7 @@ impl Metrics {
 
     /// Counts a packet read from `device_id`'s session (`tcp_comm_packet_recv_total`).
     pub fn packet_recv(&self, device_id: &str, outcome: &'static str) {
+        self.inner.frames_received.fetch_add(1, Ordering::Relaxed);
         self.inner
             .count(&self.inner.packet_recv, device_id, outcome);
     }
@@ -325,6 +354,9 @@ impl Metrics {
 
     /// Counts a frame that could not be decoded (`tcp_comm_decode_errors_total`).
     pub fn decode_error(&self, device_id: &str, reason: &'static str) {
+        self.inner
+            .frames_undecodable
+            .fetch_add(1, Ordering::Relaxed);
         self.inner
             .count(&self.inner.decode_errors, device_id, reason);
     }

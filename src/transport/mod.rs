@@ -263,8 +263,6 @@ impl TransportMode {
 /// `[transport]`, validated.
 #[derive(Clone, Copy, Debug)]
 pub struct TransportSettings {
-    #[allow(missing_docs)]
-    pub mode: TransportMode,
     /// Overall deadline of one command, from submission to outcome.
     pub command_timeout: Duration,
     /// The reliable path's attempt timeout, retries, backoff and per-device queue.

@@ -154,11 +154,14 @@ pub(super) fn load(
 ) -> Result<Loaded, StoreError> {
     let err = |e: rusqlite::Error| StoreError::sqlite(&e, path);
     let ledger = read_rollups(conn, retention).map_err(err)?;
-    let control = conn
-        .query_row("SELECT json FROM control WHERE id = 1", [], |r| r.get(0))
-        .optional()
-        .map_err(err)?;
+    let control = read_control(conn).map_err(err)?;
     Ok(Loaded { ledger, control })
+}
+
+/// The control document, if one was ever saved.
+pub(super) fn read_control(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT json FROM control WHERE id = 1", [], |r| r.get(0))
+        .optional()
 }
 
 /// Rows with a series this build does not know are skipped (and said so once): the file stays

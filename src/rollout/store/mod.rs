@@ -390,6 +390,14 @@ pub fn read_ledger(path: &Path, retention: Duration) -> Result<Ledger, StoreErro
     }
 }
 
+/// The controller's last saved document, read without a writer (`slo report`).
+pub fn read_control(path: &Path) -> Result<Option<String>, StoreError> {
+    match db::open_read_only(path)? {
+        None => Ok(None),
+        Some(conn) => db::read_control(&conn).map_err(|e| StoreError::sqlite(&e, path)),
+    }
+}
+
 /// The newest `limit` command rows, oldest first.
 pub fn recent_commands(path: &Path, limit: usize) -> Result<Vec<CommandRow>, StoreError> {
     match db::open_read_only(path)? {
