@@ -188,7 +188,7 @@ impl Store {
         metrics: &Metrics,
     ) -> (Store, Result<Loaded, StoreError>) {
         let shared = Arc::new(Shared {
-            health: health::HealthCell::new(metrics),
+            health: health::HealthCell::new(metrics, &settings.path),
             control: Mutex::new(None),
             waiters: Mutex::new(Waiters::default()),
             stop: AtomicBool::new(false),
