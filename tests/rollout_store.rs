@@ -2,6 +2,7 @@
 //! disk can fail — with `record` still returning at once and health saying what to do.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cync_bridge::rollout::ledger::{
@@ -13,6 +14,43 @@ use cync_bridge::rollout::store::{
 use cync_bridge::telemetry::Metrics;
 use cync_bridge::transport::CommandOutcome;
 use rusqlite::Connection;
+
+/// Log output of every test in this binary (one global subscriber: the writer logs from its own
+/// thread); each test picks its lines by its own temporary path.
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&buf);
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || Sink(Arc::clone(&sink)))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        buf
+    })
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Log lines naming `path` and containing `needle`.
+fn log_lines(path: &Path, needle: &str) -> usize {
+    let text = String::from_utf8(logs().lock().unwrap().clone()).unwrap();
+    let path = path.display().to_string();
+    text.lines()
+        .filter(|l| l.contains(&path) && l.contains(needle))
+        .count()
+}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -296,6 +334,7 @@ async fn a_data_directory_that_is_a_file_degrades_and_heals_once_replaced() {
 
 #[tokio::test]
 async fn a_corrupt_file_is_kept_aside_and_a_fresh_database_started() {
+    logs();
     let dir = tempfile::tempdir().unwrap();
     let s = settings(dir.path());
     let garbage: Vec<u8> = (0..10_000u32).map(|i| (i * 31 % 251) as u8).collect();
@@ -319,6 +358,7 @@ async fn a_corrupt_file_is_kept_aside_and_a_fresh_database_started() {
         "kept byte for byte"
     );
     assert!(reason(&store).contains(&kept[0].display().to_string()));
+    assert_eq!(log_lines(&s.path, "kept aside and a fresh one started"), 1);
 
     store.record(now(), Series::Shadow, ok(), None);
     store.save_control("{}".into());
@@ -339,6 +379,7 @@ fn lock(path: &Path) -> Connection {
 
 #[tokio::test]
 async fn a_database_locked_by_another_program_is_waited_out_without_losing_counts() {
+    logs();
     let dir = tempfile::tempdir().unwrap();
     let s = settings(dir.path());
     let metrics = Metrics::new();
@@ -370,6 +411,7 @@ async fn a_database_locked_by_another_program_is_waited_out_without_losing_count
     other.execute_batch("COMMIT").unwrap();
     store.flush().await;
     assert_eq!(store.health(), StoreHealth::Healthy);
+    assert_eq!(log_lines(&s.path, "healthy again"), 1);
     drop(store);
     let (_store, loaded) = Store::open(&s, &metrics);
     let loaded = loaded.unwrap();

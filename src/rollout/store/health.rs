@@ -6,7 +6,7 @@
 //! degraded → healthy), while `tcp_comm_rollout_store_errors_total{kind}` counts every failed
 //! attempt (and every dropped record), so its rate shows how long and how hard it failed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use crate::telemetry::Metrics;
@@ -131,14 +131,17 @@ pub enum StoreHealth {
 pub(super) struct HealthCell {
     state: Mutex<StoreHealth>,
     metrics: Metrics,
+    /// The database file, named in every log line.
+    path: PathBuf,
 }
 
 impl HealthCell {
-    pub(super) fn new(metrics: &Metrics) -> HealthCell {
+    pub(super) fn new(metrics: &Metrics, path: &Path) -> HealthCell {
         metrics.rollout_store_healthy().set(1);
         HealthCell {
             state: Mutex::new(StoreHealth::Healthy),
             metrics: metrics.clone(),
+            path: path.to_owned(),
         }
     }
 
@@ -186,7 +189,11 @@ impl HealthCell {
             let reason = "the rollout store's writer is behind and evidence is being dropped; \
                           check that the disk under the data directory is not stalled or too slow"
                 .to_owned();
-            tracing::warn!(kind = "dropped", "rollout store degraded: {reason}");
+            tracing::warn!(
+                kind = "dropped",
+                path = %self.path.display(),
+                "rollout store degraded: {reason}"
+            );
             *state = StoreHealth::Degraded {
                 kind: StoreErrorKind::Dropped,
                 reason,
@@ -205,6 +212,7 @@ impl HealthCell {
             tracing::info!(
                 down_s,
                 records,
+                path = %self.path.display(),
                 "rollout store healthy again; the evidence held in memory meanwhile is written"
             );
             *state = StoreHealth::Healthy;
