@@ -37,8 +37,8 @@ use crate::device::availability::AvailabilityPolicy;
 use crate::mqtt::client::{self, MqttConfigError, MqttEvent, MqttSettings, Outbox};
 use crate::mqtt::discovery::DiscoveryOptions;
 use crate::mqtt::topics::Topics;
-use crate::server::Services;
 use crate::rollout::task::RolloutHandle;
+use crate::server::Services;
 use crate::transport::CommandTransport;
 use event_loop::{Inputs, Runtime};
 use publish::Publisher;
@@ -109,7 +109,9 @@ pub fn spawn(
     let (outbox, events) =
         client::spawn(&settings.mqtt, &settings.topics, tracker, shutdown.clone())?;
     let mqtt = MqttLink { outbox, events };
-    spawn_with(settings, registry, services, commands, mqtt, tracker, shutdown);
+    spawn_with(
+        settings, registry, services, commands, mqtt, tracker, shutdown,
+    );
     Ok(())
 }
 

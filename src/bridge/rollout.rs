@@ -141,9 +141,10 @@ pub fn event(topics: &Topics, transition: &Transition) -> Outgoing {
 fn request_of(command: RolloutCommand) -> Result<Request, String> {
     Ok(match command {
         RolloutCommand::Percent(p) => Request::SetPercent(p),
-        RolloutCommand::Mode(m) => {
-            Request::SetMode(m.parse::<Mode>().map_err(|e| format!("rollout.mode: {e}"))?)
-        }
+        RolloutCommand::Mode(m) => Request::SetMode(
+            m.parse::<Mode>()
+                .map_err(|e| format!("rollout.mode: {e}"))?,
+        ),
         RolloutCommand::Rollback => Request::Rollback,
         RolloutCommand::Resume => Request::Resume,
     })

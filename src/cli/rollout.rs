@@ -95,7 +95,10 @@ pub fn run(args: &RolloutArgs, out: &mut impl Write) -> anyhow::Result<u8> {
     let reply = match reply {
         Ok(reply) => reply,
         Err(e) => {
-            writeln!(out, "cync-bridge: {e} (is `cync-bridge serve` running with this telemetry.listen?)")?;
+            writeln!(
+                out,
+                "cync-bridge: {e} (is `cync-bridge serve` running with this telemetry.listen?)"
+            )?;
             return Ok(EXIT_FAILED);
         }
     };
@@ -122,7 +125,11 @@ fn write_summary(out: &mut impl Write, s: &serde_json::Value) -> std::io::Result
         s["mode"].as_str().unwrap_or("?"),
         s["effective_percent"],
         s["canary_percent"],
-        if s["shadow"].as_bool() == Some(true) { " · shadow on" } else { "" }
+        if s["shadow"].as_bool() == Some(true) {
+            " · shadow on"
+        } else {
+            ""
+        }
     )?;
     if let Some(latch) = s["latch"].as_object() {
         writeln!(
@@ -139,7 +146,10 @@ fn write_summary(out: &mut impl Write, s: &serde_json::Value) -> std::io::Result
         writeln!(
             out,
             "last evaluation: {} ({} failing in a row of {} needed, window {} min)",
-            verdict.get("verdict").and_then(|v| v.as_str()).unwrap_or("?"),
+            verdict
+                .get("verdict")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?"),
             s["failing"],
             s["consecutive"],
             s["evaluation"]["window_minutes"]
@@ -206,7 +216,11 @@ pub fn run_slo(args: &SloArgs, out: &mut impl Write) -> anyhow::Result<u8> {
         Err(code) => return Ok(code),
     };
     let SloAction::Report { window, format } = &args.action;
-    let window = match window.as_deref().map(crate::config::parse_window).transpose() {
+    let window = match window
+        .as_deref()
+        .map(crate::config::parse_window)
+        .transpose()
+    {
         Ok(w) => w,
         Err(e) => {
             writeln!(out, "cync-bridge: --window: {e}")?;

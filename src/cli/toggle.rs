@@ -21,13 +21,13 @@ use tokio_util::task::TaskTracker;
 
 use super::common::{self, ConfigArgs};
 use crate::config::Config;
+use crate::config::TransportMode;
 use crate::device::{DeviceKey, HomeId};
 use crate::protocol::Command;
-use crate::server::{DeviceServer, Services};
-use crate::telemetry::{Health, Metrics};
-use crate::config::TransportMode;
 use crate::rollout::assign::Path;
 use crate::rollout::control::{effective, Persisted};
+use crate::server::{DeviceServer, Services};
+use crate::telemetry::{Health, Metrics};
 use crate::transport::{CommandOutcome, CommandReport, CommandRequest};
 
 /// Arguments of `cync-bridge toggle`.

@@ -41,12 +41,12 @@ use figment::Figment;
 
 pub use crate::bridge::{DeviceOverride, DevicesSettings};
 pub use crate::device::StoreSettings;
+pub use crate::rollout::settings::RolloutSettings;
 pub use crate::server::IpNet;
 pub use crate::server::{DeviceServerSettings, ServerSettings};
 use crate::transport::backoff::Backoff;
 use crate::transport::queue::Overflow;
 use crate::transport::reliable::Policy;
-pub use crate::rollout::settings::RolloutSettings;
 pub use crate::transport::{TransportMode, TransportSettings};
 pub use raw::RawConfig;
 use raw::{RawDevices, RawServer, RawState, RawTelemetry, RawTransport};
@@ -374,6 +374,7 @@ impl Check<'_> {
             allow_device_ids: device_ids,
             allow_networks: networks,
             plain_tcp_debug: r.plain_tcp_debug,
+            counter_seed: None,
         })
     }
 

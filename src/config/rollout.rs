@@ -171,7 +171,8 @@ impl Aliases {
                 .collect();
             rollout.insert("cohort".into(), Value::from(ids));
         }
-        let dark = dark.map(|d| matches!(d.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
+        let dark =
+            dark.map(|d| matches!(d.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
         let canary = percent.is_some() || cohort.is_some();
         if !mode_set_by_env {
             match (dark, canary) {
@@ -265,7 +266,9 @@ impl Check<'_> {
         } else {
             ("rollout.mode", r.mode.as_str())
         };
-        let mode: Mode = text.parse().map_err(|e: crate::rollout::control::BadMode| self.fail(key, e.to_string()))?;
+        let mode: Mode = text
+            .parse()
+            .map_err(|e: crate::rollout::control::BadMode| self.fail(key, e.to_string()))?;
         let share = Share::from_percent(r.canary_percent)
             .map_err(|e| self.fail("rollout.canary_percent", e.to_string()))?;
         Ok(Configured {
@@ -303,29 +306,75 @@ impl Check<'_> {
             })
         };
         Ok(vec![
-            slo("command_success", SloKind::Success, "slo.success_target", r.success_target, "slo.success_window", &r.success_window)?,
-            slo("command_latency", SloKind::Latency { limit_ms }, "slo.latency_target", r.latency_target, "slo.latency_window", &r.latency_window)?,
-            slo("packet_loss", SloKind::PacketLoss, "slo.packet_loss_target", r.packet_loss_target, "slo.packet_loss_window", &r.packet_loss_window)?,
-            slo("decode_errors", SloKind::DecodeErrors, "slo.decode_target", r.decode_target, "slo.decode_window", &r.decode_window)?,
-            slo("queue_full", SloKind::QueueFull, "slo.queue_full_target", r.queue_full_target, "slo.queue_full_window", &r.queue_full_window)?,
+            slo(
+                "command_success",
+                SloKind::Success,
+                "slo.success_target",
+                r.success_target,
+                "slo.success_window",
+                &r.success_window,
+            )?,
+            slo(
+                "command_latency",
+                SloKind::Latency { limit_ms },
+                "slo.latency_target",
+                r.latency_target,
+                "slo.latency_window",
+                &r.latency_window,
+            )?,
+            slo(
+                "packet_loss",
+                SloKind::PacketLoss,
+                "slo.packet_loss_target",
+                r.packet_loss_target,
+                "slo.packet_loss_window",
+                &r.packet_loss_window,
+            )?,
+            slo(
+                "decode_errors",
+                SloKind::DecodeErrors,
+                "slo.decode_target",
+                r.decode_target,
+                "slo.decode_window",
+                &r.decode_window,
+            )?,
+            slo(
+                "queue_full",
+                SloKind::QueueFull,
+                "slo.queue_full_target",
+                r.queue_full_target,
+                "slo.queue_full_window",
+                &r.queue_full_window,
+            )?,
         ])
     }
 
-    pub(super) fn rollback(&self, r: &RawRollback, latency_limit_ms: u32) -> Result<RollbackSettings, ConfigError> {
+    pub(super) fn rollback(
+        &self,
+        r: &RawRollback,
+        latency_limit_ms: u32,
+    ) -> Result<RollbackSettings, ConfigError> {
         let target = match r.target.trim() {
             "zero" => RollbackTarget::Zero,
             "previous_stage" => RollbackTarget::PreviousStage,
             other => {
                 return Err(self.fail(
                     "rollback.target",
-                    format!("{other:?} is not a rollback target (expected \"zero\" or \"previous_stage\")"),
+                    format!(
+                    "{other:?} is not a rollback target (expected \"zero\" or \"previous_stage\")"
+                ),
                 ))
             }
         };
         let consecutive = u32::try_from(r.consecutive)
             .ok()
             .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| self.fail("rollback.consecutive", format!("{} is not a count from 1 to 100", r.consecutive)))?;
+            .ok_or_else(|| {
+                self.fail(
+                    "rollback.consecutive",
+                    format!("{} is not a count from 1 to 100", r.consecutive),
+                )
+            })?;
         let interval = self.positive_duration("rollback.interval", &r.interval)?;
         if interval < Duration::from_secs(1) {
             return Err(self.fail("rollback.interval", "must be at least 1s"));
@@ -333,13 +382,19 @@ impl Check<'_> {
         if !(r.significance > 0.0 && r.significance < 1.0) {
             return Err(self.fail(
                 "rollback.significance",
-                format!("{} is not a probability between 0 and 1 (exclusive)", r.significance),
+                format!(
+                    "{} is not a probability between 0 and 1 (exclusive)",
+                    r.significance
+                ),
             ));
         }
         let min_window = self.positive_duration("rollback.window", &r.window)?;
         let max_window = self.positive_duration("rollback.max_window", &r.max_window)?;
         if max_window < min_window {
-            return Err(self.fail("rollback.max_window", "must not be shorter than rollback.window"));
+            return Err(self.fail(
+                "rollback.max_window",
+                "must not be shorter than rollback.window",
+            ));
         }
         Ok(RollbackSettings {
             enabled: r.enabled,
@@ -377,7 +432,9 @@ impl Check<'_> {
             slos,
             slo_min_events: self.count("slo.min_events", raw.slo.min_events)?.get() as u64,
             store_path: crate::rollout::settings::store_path(data_dir),
-            recent_commands: self.count("rollout.recent_commands", raw.rollout.recent_commands)?.get(),
+            recent_commands: self
+                .count("rollout.recent_commands", raw.rollout.recent_commands)?
+                .get(),
         })
     }
 }
@@ -387,7 +444,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     fn rollout_of(a: &Aliases) -> Option<&Dict> {
@@ -401,7 +461,10 @@ mod tests {
         assert_eq!(r.get("mode").and_then(Value::as_str), Some("canary"));
         assert_eq!(r.get("canary_percent").and_then(Value::to_f64), Some(10.0));
         let a = Aliases::from_vars(vars(&[("DARK_LAUNCH", "true")]));
-        assert_eq!(rollout_of(&a).unwrap().get("mode").and_then(Value::as_str), Some("shadow"));
+        assert_eq!(
+            rollout_of(&a).unwrap().get("mode").and_then(Value::as_str),
+            Some("shadow")
+        );
         let a = Aliases::from_vars(vars(&[("DARK_LAUNCH", "true"), ("CANARY_PERCENTAGE", "5")]));
         let r = rollout_of(&a).unwrap();
         assert_eq!(r.get("mode").and_then(Value::as_str), Some("canary"));

@@ -13,7 +13,9 @@
 
 use serde::Serialize;
 
-use super::discovery::{bridge_device, Availability, Discovery, DiscoveryOptions, EntityBase, ORIGIN};
+use super::discovery::{
+    bridge_device, Availability, Discovery, DiscoveryOptions, EntityBase, ORIGIN,
+};
 use super::topics::Topics;
 
 /// One of the rollout's command topics.
@@ -50,7 +52,9 @@ impl RolloutTopic {
 
     /// The topic named by `segment`.
     pub fn parse(segment: &str) -> Option<RolloutTopic> {
-        RolloutTopic::ALL.into_iter().find(|t| t.as_str() == segment)
+        RolloutTopic::ALL
+            .into_iter()
+            .find(|t| t.as_str() == segment)
     }
 }
 
@@ -204,43 +208,64 @@ pub fn rollout_configs(
     };
     let mut out = Vec::new();
     let base = b("percent", "number", "Canary percentage", Some("config"));
-    out.push(discovery("number", &base.clone(), Number {
-        base,
-        command_topic: set(RolloutTopic::Percent),
-        state_topic: state.clone(),
-        value_template: "{{ value_json.canary_percent }}",
-        min: 0.0,
-        max: 100.0,
-        step: 0.01,
-        mode: "box",
-        unit_of_measurement: "%",
-    }));
+    out.push(discovery(
+        "number",
+        &base.clone(),
+        Number {
+            base,
+            command_topic: set(RolloutTopic::Percent),
+            state_topic: state.clone(),
+            value_template: "{{ value_json.canary_percent }}",
+            min: 0.0,
+            max: 100.0,
+            step: 0.01,
+            mode: "box",
+            unit_of_measurement: "%",
+        },
+    ));
     let base = b("mode", "select", "Rollout mode", Some("config"));
-    out.push(discovery("select", &base.clone(), Select {
-        base,
-        command_topic: set(RolloutTopic::Mode),
-        state_topic: state.clone(),
-        value_template: "{{ value_json.mode }}",
-        options: ["legacy", "shadow", "canary", "reliable"],
-    }));
+    out.push(discovery(
+        "select",
+        &base.clone(),
+        Select {
+            base,
+            command_topic: set(RolloutTopic::Mode),
+            state_topic: state.clone(),
+            value_template: "{{ value_json.mode }}",
+            options: ["legacy", "shadow", "canary", "reliable"],
+        },
+    ));
     for (topic, name) in [
         (RolloutTopic::Rollback, "Roll back canary"),
         (RolloutTopic::Resume, "Resume canary"),
     ] {
         let base = b(topic.as_str(), "button", name, Some("config"));
-        out.push(discovery("button", &base.clone(), Button {
-            base,
-            command_topic: set(topic),
-            payload_press: PRESS,
-        }));
+        out.push(discovery(
+            "button",
+            &base.clone(),
+            Button {
+                base,
+                command_topic: set(topic),
+                payload_press: PRESS,
+            },
+        ));
     }
-    let base = b("latched", "binary_sensor", "Rollback latched", Some("diagnostic"));
-    out.push(discovery("binary_sensor", &base.clone(), BinarySensor {
-        base,
-        state_topic: state.clone(),
-        value_template: "{{ 'ON' if value_json.latched else 'OFF' }}",
-        device_class: "problem",
-    }));
+    let base = b(
+        "latched",
+        "binary_sensor",
+        "Rollback latched",
+        Some("diagnostic"),
+    );
+    out.push(discovery(
+        "binary_sensor",
+        &base.clone(),
+        BinarySensor {
+            base,
+            state_topic: state.clone(),
+            value_template: "{{ 'ON' if value_json.latched else 'OFF' }}",
+            device_class: "problem",
+        },
+    ));
     out.extend(sensors(topics, opts, slo_names));
     out
 }
@@ -279,13 +304,17 @@ fn sensors(topics: &Topics, opts: &DiscoveryOptions, slo_names: &[&'static str])
             if attributes.is_some() {
                 base.json_attributes_topic = Some(state.clone());
             }
-            discovery("sensor", &base.clone(), Sensor {
-                base,
-                state_topic: state.clone(),
-                value_template: template,
-                unit_of_measurement: unit,
-                json_attributes_template: attributes,
-            })
+            discovery(
+                "sensor",
+                &base.clone(),
+                Sensor {
+                    base,
+                    state_topic: state.clone(),
+                    value_template: template,
+                    unit_of_measurement: unit,
+                    json_attributes_template: attributes,
+                },
+            )
         })
         .collect()
 }

@@ -202,7 +202,9 @@ impl Topics {
             .and_then(|r| r.strip_prefix('/'))?;
         let parts: Vec<&str> = rest.split('/').collect();
         match parts[..] {
-            ["bridge", "rollout", segment, "set"] => RolloutTopic::parse(segment).map(Incoming::Rollout),
+            ["bridge", "rollout", segment, "set"] => {
+                RolloutTopic::parse(segment).map(Incoming::Rollout)
+            }
             [key, "set"] => EntityKey::parse(key).map(|k| Incoming::Command(k, CommandTopic::Set)),
             [key, "percentage", "set"] => {
                 EntityKey::parse(key).map(|k| Incoming::Command(k, CommandTopic::FanPercentage))

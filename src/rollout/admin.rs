@@ -84,9 +84,10 @@ async fn change(State(handle): State<RolloutHandle>, body: Bytes) -> Response {
     match handle.ask(request).await {
         Ok(status) => json(&status),
         Err(AskError::Refused(e)) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
-        Err(AskError::Stopped) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "the rollout controller is not running\n")
-                .into_response()
-        }
+        Err(AskError::Stopped) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the rollout controller is not running\n",
+        )
+            .into_response(),
     }
 }

@@ -423,8 +423,10 @@ mod tests {
             assert!(step.rollback.is_none());
             now += MINUTE_MS;
         }
-        let mut settings = RollbackSettings::default();
-        settings.enabled = false;
+        let settings = RollbackSettings {
+            enabled: false,
+            ..RollbackSettings::default()
+        };
         let mut off = Controller::new(c.configured.clone(), Persisted::default(), settings);
         for _ in 0..5 {
             minute(&mut ledger, now, 5);

@@ -21,6 +21,6 @@ pub mod router;
 pub mod settings;
 pub mod shadow;
 pub mod slo;
-pub mod store;
 pub mod status;
+pub mod store;
 pub mod task;

@@ -111,7 +111,11 @@ pub fn markdown(report: &Report) -> String {
     }
     let _ = writeln!(out, "\nRollbacks in the window: {}", report.rollbacks.len());
     for r in &report.rollbacks {
-        let _ = writeln!(out, "- {} ({} ms since epoch): {}", r.reason, r.at_unix_ms, r.detail);
+        let _ = writeln!(
+            out,
+            "- {} ({} ms since epoch): {}",
+            r.reason, r.at_unix_ms, r.detail
+        );
     }
     if let Some(latch) = &report.latched {
         let _ = writeln!(
@@ -176,7 +180,13 @@ mod tests {
         assert_eq!(success.compliant, Some(true));
         assert_eq!(report.rollbacks.len(), 1, "only the one within 30 days");
         let md = markdown(&report);
-        assert!(md.contains("| command_success | reliable | 30d | 99.900 % | 99.900 % | 1000 |"), "{md}");
-        assert!(!report.slos.iter().any(|s| s.series == Series::Shadow), "no shadow evidence");
+        assert!(
+            md.contains("| command_success | reliable | 30d | 99.900 % | 99.900 % | 1000 |"),
+            "{md}"
+        );
+        assert!(
+            !report.slos.iter().any(|s| s.series == Series::Shadow),
+            "no shadow evidence"
+        );
     }
 }

@@ -84,7 +84,10 @@ mod tests {
     fn report(outcome: CommandOutcome, latency_ms: u64) -> CommandReport {
         let request = CommandRequest::new(
             DeviceKey::new(HomeId::DEFAULT, 5),
-            Command::Power { target: 5, on: true },
+            Command::Power {
+                target: 5,
+                on: true,
+            },
             Duration::from_secs(5),
         );
         CommandReport {
@@ -97,7 +100,11 @@ mod tests {
 
     #[test]
     fn a_fast_confirmation_would_not_have_been_retried() {
-        let o = observe(&report(CommandOutcome::Success, 150), &Policy::reliable(), 2);
+        let o = observe(
+            &report(CommandOutcome::Success, 150),
+            &Policy::reliable(),
+            2,
+        );
         assert!(!o.would_retry && !o.would_failover);
         assert_eq!(o.ended.attempts, 1);
         assert_eq!(o.response, Some(Duration::from_millis(150)));
@@ -112,7 +119,10 @@ mod tests {
         // (+ 1.5 s + 500 ms); the fourth would have been due at 5.75 s.
         assert_eq!(o.ended.attempts, 3);
         let alone = observe(&report(CommandOutcome::Timeout, 5_000), &policy, 1);
-        assert!(alone.would_retry && !alone.would_failover, "one relay: nowhere else to go");
+        assert!(
+            alone.would_retry && !alone.would_failover,
+            "one relay: nowhere else to go"
+        );
     }
 
     #[test]

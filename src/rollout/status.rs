@@ -94,7 +94,13 @@ impl Status {
             .iter()
             .flat_map(|s| {
                 inputs.settings.slos.iter().map(|slo| {
-                    status(inputs.ledger, slo, *s, inputs.now, inputs.settings.slo_min_events)
+                    status(
+                        inputs.ledger,
+                        slo,
+                        *s,
+                        inputs.now,
+                        inputs.settings.slo_min_events,
+                    )
                 })
             })
             .collect();

@@ -99,7 +99,14 @@ pub fn start(
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Started {
-    start_with_clock(settings, policy, services, tracker, shutdown, Clock::start())
+    start_with_clock(
+        settings,
+        policy,
+        services,
+        tracker,
+        shutdown,
+        Clock::start(),
+    )
 }
 
 /// [`start`] on a given clock (tests start at a fixed instant).
@@ -119,7 +126,11 @@ pub fn start_with_clock(
     };
     let (store, loaded) = Store::open(&store_settings, &metrics);
     let (ledger, persisted, lost) = match loaded {
-        Ok(loaded) => (loaded.ledger, parse_persisted(loaded.control.as_deref()), false),
+        Ok(loaded) => (
+            loaded.ledger,
+            parse_persisted(loaded.control.as_deref()),
+            false,
+        ),
         Err(error) => {
             tracing::error!(%error, "rollout evidence could not be loaded; SLO counts start from zero");
             (Ledger::default(), Persisted::default(), true)
@@ -254,9 +265,8 @@ impl Task {
         if transition.kind == "rollback" {
             self.metrics.rollout().rolled_back(&transition.reason);
         }
-        self.store.save_control(
-            serde_json::to_string(self.controller.persisted()).unwrap_or_default(),
-        );
+        self.store
+            .save_control(serde_json::to_string(self.controller.persisted()).unwrap_or_default());
         self.last_transition = Some(transition.clone());
         let _ = self.transitions.send(transition);
         self.publish();
@@ -340,7 +350,9 @@ impl Task {
             if slo.series == Series::Reliable {
                 for burn in &slo.burn {
                     if let Some(window) = super::status::burn_label(&burn.window) {
-                        self.metrics.rollout().burn_rate(slo.slo.name, window, burn.rate);
+                        self.metrics
+                            .rollout()
+                            .burn_rate(slo.slo.name, window, burn.rate);
                     }
                 }
             }

@@ -142,8 +142,9 @@ impl RolloutMetrics {
 impl Rollout<'_> {
     /// One command routed to `transport`.
     pub fn routed(&self, transport: &'static str) {
-        self.families.routing
-            .with(&self.recorder, transport, "", |c| c.increment(1));
+        self.families
+            .routing
+            .with(self.recorder, transport, "", |c| c.increment(1));
     }
 
     /// The effective share and mode.
@@ -151,7 +152,9 @@ impl Rollout<'_> {
         self.families.canary_percentage.set(percent);
         for m in vocab::ROLLOUT_MODES {
             let value = if *m == mode { 1.0 } else { 0.0 };
-            self.families.mode.with(&self.recorder, m, "", |g| g.set(value));
+            self.families
+                .mode
+                .with(self.recorder, m, "", |g| g.set(value));
         }
         self.families.latched.set(if latched { 1.0 } else { 0.0 });
     }
@@ -164,30 +167,40 @@ impl Rollout<'_> {
         compliant: Option<bool>,
         budget: f64,
     ) {
-        let r = &self.recorder;
+        let r = self.recorder;
         let met = if compliant == Some(true) { 1.0 } else { 0.0 };
         let short = if compliant.is_none() { 1.0 } else { 0.0 };
-        self.families.compliance.with(r, slo_name, transport, |g| g.set(met));
-        self.families.insufficient.with(r, slo_name, transport, |g| g.set(short));
-        self.families.budget.with(r, slo_name, transport, |g| g.set(budget));
+        self.families
+            .compliance
+            .with(r, slo_name, transport, |g| g.set(met));
+        self.families
+            .insufficient
+            .with(r, slo_name, transport, |g| g.set(short));
+        self.families
+            .budget
+            .with(r, slo_name, transport, |g| g.set(budget));
     }
 
     /// One burn rate of the reliable path.
     pub fn burn_rate(&self, slo_name: &str, window: &'static str, rate: f64) {
-        self.families.burn.with(&self.recorder, slo_name, window, |g| g.set(rate));
+        self.families
+            .burn
+            .with(self.recorder, slo_name, window, |g| g.set(rate));
     }
 
     /// One evaluation with its verdict, and the failing count after it.
     pub fn evaluated(&self, verdict: &'static str, failing: u32) {
-        self.families.evaluations
-            .with(&self.recorder, verdict, "", |c| c.increment(1));
+        self.families
+            .evaluations
+            .with(self.recorder, verdict, "", |c| c.increment(1));
         self.families.failing.set(f64::from(failing));
     }
 
     /// One rollback.
     pub fn rolled_back(&self, reason: &str) {
-        self.families.rollback
-            .with(&self.recorder, reason, "", |c| c.increment(1));
+        self.families
+            .rollback
+            .with(self.recorder, reason, "", |c| c.increment(1));
     }
 
     /// One legacy command observed by shadow mode.
@@ -199,8 +212,9 @@ impl Rollout<'_> {
         receipt: Option<Duration>,
         response: Option<Duration>,
     ) {
-        self.families.shadow
-            .with(&self.recorder, outcome, "", |c| c.increment(1));
+        self.families
+            .shadow
+            .with(self.recorder, outcome, "", |c| c.increment(1));
         if would_retry {
             self.families.would_retry.increment(1);
         }
