@@ -328,3 +328,90 @@ async fn doctor_fails_on_an_expired_or_missing_certificate_and_passes_a_generate
     assert_eq!(code, 0, "{lines:#?}");
     assert!(line(&lines, "tls").starts_with("PASS"), "{lines:#?}");
 }
+
+#[tokio::test]
+async fn rollout_commands_change_the_running_bridge_and_refuse_bad_values_by_name() {
+    let world = World::new("mqtt://127.0.0.1:1");
+    let _bridge = world.serve().await;
+    let (code, lines) = world.run(&["rollout", "status"]).await;
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(
+        lines[0].starts_with("mode reliable · reliable share 100 %"),
+        "{lines:?}"
+    );
+
+    let (code, lines) = world.run(&["rollout", "set", "10"]).await;
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(
+        lines[0].starts_with("mode canary · reliable share 10 %"),
+        "{lines:?}"
+    );
+    for (args, named) in [
+        (&["rollout", "set", "-1"][..], "rollout.canary_percent"),
+        (&["rollout", "set", "101"][..], "rollout.canary_percent"),
+        (&["rollout", "mode", "sometimes"][..], "rollout.mode"),
+    ] {
+        let (code, lines) = world.run(args).await;
+        assert_eq!(code, 1, "{args:?}: {lines:?}");
+        assert!(
+            lines[0].starts_with("refused (400): ") && lines[0].contains(named),
+            "{lines:?}"
+        );
+    }
+
+    let (code, lines) = world.run(&["rollout", "rollback"]).await;
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(lines[0].contains("reliable share 0 %"), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("rollback latched (manual)")),
+        "{lines:?}"
+    );
+    let (code, lines) = world.run(&["rollout", "resume"]).await;
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(lines[0].contains("reliable share 10 %"), "{lines:?}");
+    let (code, lines) = world.run(&["rollout", "resume"]).await;
+    assert_eq!(code, 1);
+    assert!(lines[0].contains("nothing to resume"), "{lines:?}");
+
+    let (code, lines) = world.run(&["rollout", "--json", "status"]).await;
+    assert_eq!(code, 0);
+    let status: serde_json::Value = serde_json::from_str(&lines.join("\n")).unwrap();
+    assert_eq!(status["mode"], "canary");
+    assert_eq!(status["store"]["healthy"], true);
+}
+
+#[tokio::test]
+async fn the_programmes_canary_variable_starts_a_canary_and_slo_report_reads_the_store() {
+    let mut world = World::new("mqtt://127.0.0.1:1");
+    world.set("CANARY_PERCENTAGE", "5");
+    let bridge = world.serve().await;
+    let (code, lines) = world.run(&["rollout", "status"]).await;
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(
+        lines[0].starts_with("mode canary · reliable share 5 %"),
+        "{lines:?}"
+    );
+    drop(bridge);
+
+    let (code, lines) = world.run(&["slo", "report", "--format", "json"]).await;
+    assert_eq!(code, 0, "{lines:?}");
+    let report: serde_json::Value = serde_json::from_str(&lines.join("\n")).unwrap();
+    let slos = report["slos"].as_array().unwrap();
+    assert_eq!(slos.len(), 10, "five SLOs for reliable and legacy");
+    assert!(
+        slos.iter().all(|s| s["compliant"].is_null()),
+        "no commands: insufficient data"
+    );
+    let (code, lines) = world.run(&["slo", "report"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("| command_success | reliable | 30d |")),
+        "{lines:?}"
+    );
+    let (code, _) = world.run(&["slo", "report", "--window", "36d"]).await;
+    assert_eq!(code, 2, "a window the evidence cannot cover");
+}

@@ -123,8 +123,8 @@ fn write_summary(out: &mut impl Write, s: &serde_json::Value) -> std::io::Result
         out,
         "mode {} · reliable share {} % (canary set to {} %){}",
         s["mode"].as_str().unwrap_or("?"),
-        s["effective_percent"],
-        s["canary_percent"],
+        s["effective_percent"].as_f64().unwrap_or(0.0),
+        s["canary_percent"].as_f64().unwrap_or(0.0),
         if s["shadow"].as_bool() == Some(true) {
             " · shadow on"
         } else {

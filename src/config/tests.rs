@@ -109,6 +109,21 @@ fn every_kind_of_bad_value_names_its_key() {
             "transport.command_timeout",
         ),
         ("[state]\nevent_queue = 0", "state.event_queue"),
+        ("[rollout]\ncanary_percent = -1.0", "rollout.canary_percent"),
+        (
+            "[rollout]\ncanary_percent = 101.0",
+            "rollout.canary_percent",
+        ),
+        ("[rollout]\ncanary_percent = nan", "rollout.canary_percent"),
+        ("[rollout]\nmode = \"sometimes\"", "rollout.mode"),
+        ("[rollout]\ncohort = [\"kitchen\"]", "rollout.cohort"),
+        ("[rollout]\nexclude = [\"1000-\"]", "rollout.exclude"),
+        ("[slo]\nlatency_limit = \"1400ms\"", "slo.latency_limit"),
+        ("[slo]\nsuccess_window = \"36d\"", "slo.success_window"),
+        ("[slo]\nsuccess_target = 100.5", "slo.success_target"),
+        ("[rollback]\nsignificance = 0.0", "rollback.significance"),
+        ("[rollback]\nconsecutive = 0", "rollback.consecutive"),
+        ("[rollback]\ntarget = \"yesterday\"", "rollback.target"),
         ("timezone = \"Mars/Olympus_Mons\"", "timezone"),
         ("[mqtt_typo]\nurl = \"x\"", "mqtt_typo"),
     ];
@@ -163,4 +178,40 @@ fn admin_access_settings_are_validated_and_auto_trusts_only_the_supervisor() {
         key_of(from_toml("[telemetry]\nallowed_hosts = [\"evil/host\"]")),
         "telemetry.allowed_hosts"
     );
+}
+
+#[test]
+fn an_upgraded_config_keeps_its_command_path() {
+    // Written before rollouts existed: [transport] mode alone decides, as it always did.
+    assert_eq!(
+        from_toml("").unwrap().rollout.configured.mode,
+        Mode::Reliable
+    );
+    let legacy = from_toml("[transport]\nmode = \"legacy\"").unwrap();
+    assert_eq!(legacy.rollout.configured.mode, Mode::Legacy);
+    // [transport] mode takes the new modes too, and [rollout] mode wins when set.
+    let shadow = from_toml("[transport]\nmode = \"shadow\"").unwrap();
+    assert_eq!(shadow.rollout.configured.mode, Mode::Shadow);
+    let both = from_toml("[transport]\nmode = \"legacy\"\n[rollout]\nmode = \"canary\"").unwrap();
+    assert_eq!(both.rollout.configured.mode, Mode::Canary);
+}
+
+#[test]
+fn the_programmes_variables_set_a_canary_below_the_cync_variables() {
+    let with_aliases = |vars: &[(&str, &str)]| {
+        let vars = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        let figment = Figment::from(Serialized::defaults(RawConfig::default()))
+            .merge(rollout::Aliases::from_vars(vars));
+        validate(&figment)
+    };
+    let c = with_aliases(&[("CANARY_PERCENTAGE", "12.5")]).unwrap();
+    assert_eq!(c.rollout.configured.mode, Mode::Canary);
+    assert_eq!(c.rollout.configured.cohort.share.basis_points(), 1250);
+    let c = with_aliases(&[("DARK_LAUNCH", "true")]).unwrap();
+    assert_eq!(c.rollout.configured.mode, Mode::Shadow);
+    let c = with_aliases(&[("CANARY_COHORT", "1000-10,1000-group-32769")]).unwrap();
+    assert_eq!(c.rollout.configured.cohort.explicit.len(), 2);
+    let err = with_aliases(&[("CANARY_PERCENTAGE", "lots")]).unwrap_err();
+    assert_eq!(err.key(), Some("rollout.canary_percent"));
+    assert!(err.to_string().contains("CANARY_PERCENTAGE"), "{err}");
 }
