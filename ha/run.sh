@@ -38,6 +38,7 @@ export CYNC_TELEMETRY__LISTEN=0.0.0.0:9464
 export CYNC_TELEMETRY__LOG_FORMAT=human
 
 export_option CYNC_TRANSPORT__MODE transport_mode
+export_option CYNC_ROLLOUT__CANARY_PERCENT canary_percent
 export_option CYNC_TELEMETRY__LOG_FILTER log_level
 export_option CYNC_MQTT__DISCOVERY_PREFIX mqtt_discovery_prefix
 export_option CYNC_MQTT__BASE_TOPIC mqtt_base_topic

@@ -14,6 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_cync-bridge");
 const OPTION_KEYS: &[(&str, &str)] = &[
     ("devices_file", "devices.file"),
     ("transport_mode", "transport.mode"),
+    ("canary_percent", "rollout.canary_percent"),
     ("log_level", "telemetry.log_filter"),
     ("mqtt_discovery_prefix", "mqtt.discovery_prefix"),
     ("mqtt_base_topic", "mqtt.base_topic"),
@@ -196,6 +197,7 @@ fn every_option_set_to_another_value_reaches_its_configuration_key() {
     let options = json!({
         "devices_file": devices.display().to_string(),
         "transport_mode": "legacy",
+        "canary_percent": 25.5,
         "log_level": "debug",
         "mqtt_discovery_prefix": "ha-test",
         "mqtt_base_topic": "cync-test",
