@@ -291,6 +291,20 @@ pub fn is_known(type_id: u16) -> bool {
         .is_ok()
 }
 
+/// Types whose one mesh node has several separately named outputs (endpoints), with how many.
+/// Source: the cync_lights integration's `MULTIELEMENT` list (type 67, two outlets) and the
+/// cloud's answers for that type, which carry one row per outlet beside the node's own row
+/// (`D = H·10^6 + e·1000 + n`).
+pub const MULTI_ENDPOINT: &[(u16, u8)] = &[(67, 2)];
+
+/// How many endpoints a type has; 1 for everything not in [`MULTI_ENDPOINT`].
+pub fn endpoint_count(type_id: u16) -> u8 {
+    MULTI_ENDPOINT
+        .iter()
+        .find(|(t, _)| *t == type_id)
+        .map_or(1, |(_, n)| *n)
+}
+
 /// The built-in light shows and the two parameter bytes of their `e2` command
 /// (`docs/protocol.md#effects`), in the
 /// order the Cync app lists them. Fireworks is `03 DA` as captured; legacy's constant `3A DA`
