@@ -137,7 +137,8 @@ impl Registry {
     /// Loads the device file and the config's own device list and applies the overrides.
     pub fn load(config: &DevicesSettings) -> Result<Self, RegistryError> {
         let mut inventory = Inventory::default();
-        if let Some(path) = &config.file {
+        if let Some(path) = device_file(config) {
+            let path = &path;
             let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Read {
                 path: path.display().to_string(),
                 source,
@@ -267,7 +268,7 @@ impl Registry {
                 ble_mac: None,
                 wifi_mac: None,
                 firmware: None,
-                area: None,
+                area: group.area.clone(),
                 disabled: members.is_empty(),
                 members,
                 listed: true,
@@ -366,6 +367,17 @@ impl Registry {
                 id: *id,
             })
             .collect()
+    }
+}
+
+/// The device file to read: the configured one, else the exported one when it exists.
+pub fn device_file(config: &DevicesSettings) -> Option<std::path::PathBuf> {
+    match &config.file {
+        Some(path) => Some(path.clone()),
+        None => config
+            .exported_file
+            .is_file()
+            .then(|| config.exported_file.clone()),
     }
 }
 
@@ -530,6 +542,36 @@ account data:
         );
         assert!(r.get(&dev(6)).unwrap().disabled);
         assert!(r.active().all(|e| e.key != dev(6)));
+    }
+
+    #[test]
+    fn the_exported_file_is_read_only_when_no_file_is_configured_and_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let exported = dir.path().join("cync_devices.yaml");
+        let mut settings = DevicesSettings {
+            file: None,
+            exported_file: exported.clone(),
+            homes: serde_json::Map::new(),
+            overrides: BTreeMap::new(),
+            offline_grace: std::time::Duration::from_secs(1),
+            route_grace: std::time::Duration::from_secs(1),
+            startup_grace: std::time::Duration::from_secs(1),
+            group_confirm_timeout: std::time::Duration::from_secs(1),
+        };
+        assert_eq!(
+            device_file(&settings),
+            None,
+            "no export yet: run without a list"
+        );
+        assert!(Registry::load(&settings).unwrap().active().next().is_none());
+        std::fs::write(&exported, EXPORT).unwrap();
+        assert_eq!(device_file(&settings), Some(exported));
+        assert!(Registry::load(&settings).unwrap().get(&dev(5)).is_some());
+        settings.file = Some(dir.path().join("mine.yaml"));
+        assert!(
+            Registry::load(&settings).is_err(),
+            "a configured file must exist"
+        );
     }
 
     #[test]

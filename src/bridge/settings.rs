@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 pub struct DevicesSettings {
     /// A `cync_mesh.yaml` export, or our own YAML/TOML device file.
     pub file: Option<PathBuf>,
+    /// Where `cync-bridge export` writes (in `data_dir`): read instead when `file` is unset,
+    /// and only if it exists, so a first start before any export still runs.
+    pub exported_file: PathBuf,
     /// Devices listed in the config itself (`[devices.homes.<name>]`), as parsed JSON.
     pub homes: serde_json::Map<String, serde_json::Value>,
     /// Per-device name/area/disabled overrides keyed by `"<mesh>"` or `"<home>-<mesh>"`.

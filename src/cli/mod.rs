@@ -7,6 +7,7 @@ pub mod config;
 pub mod decode;
 pub mod demo;
 pub mod doctor;
+pub mod export;
 pub mod healthcheck;
 pub mod probe;
 pub mod serve;

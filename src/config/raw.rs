@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub mqtt: RawMqtt,
     /// `[devices]`.
     pub devices: RawDevices,
+    /// `[cloud]`.
+    pub cloud: RawCloud,
 }
 
 impl Default for RawConfig {
@@ -47,6 +49,7 @@ impl Default for RawConfig {
             state: RawState::default(),
             mqtt: RawMqtt::default(),
             devices: RawDevices::default(),
+            cloud: RawCloud::default(),
         }
     }
 }
@@ -260,6 +263,24 @@ impl Default for RawDevices {
             group_confirm_timeout: "5s".into(),
             homes: Default::default(),
             overrides: Default::default(),
+        }
+    }
+}
+
+/// `[cloud]`: the Cync account API that `cync-bridge export` and the setup page read.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // documented key by key in config/cync-bridge.toml
+pub struct RawCloud {
+    pub api_url: String,
+    pub timeout: DurationText,
+}
+
+impl Default for RawCloud {
+    fn default() -> Self {
+        RawCloud {
+            api_url: crate::cloud::settings::DEFAULT_API_URL.to_owned(),
+            timeout: "15s".into(),
         }
     }
 }
