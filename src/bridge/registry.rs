@@ -60,12 +60,13 @@ impl Entity {
         }
     }
 
-    /// A device known only from the wire: a generic name and on/off only, so a wrong guess
+    /// A device known only from the wire: a name that says how to get its real one, and the
+    /// model its reported type gives, or on/off only when it reported none, so a wrong guess
     /// never sends a command the device does not understand.
     pub fn unlisted(key: EntityKey, model: Model) -> Self {
         Entity {
             key,
-            name: format!("Cync device {}", key.id),
+            name: unlisted_name(key),
             model,
             ble_mac: None,
             wifi_mac: None,
@@ -85,6 +86,25 @@ impl Entity {
     /// Whether this is a Cync group.
     pub fn is_group(&self) -> bool {
         self.key.kind == EntityKind::Group
+    }
+}
+
+/// The name of a device missing from the device list; short, because Home Assistant shows it
+/// in lists, and it says the fix.
+pub fn unlisted_name(key: EntityKey) -> String {
+    format!("Cync {key} (run cync-bridge export to name it)")
+}
+
+/// The model of a device seen only on the wire: the catalog's for the type it reported itself
+/// (a relay does, in its first mesh-info record), else on/off only.
+fn wire_model(reported_type: Option<u16>) -> Model {
+    match reported_type {
+        Some(t) if t != 0 => lookup(t),
+        _ => {
+            let mut model = lookup(0);
+            model.name = "Cync device (not in the device list)";
+            model
+        }
     }
 }
 
@@ -131,11 +151,75 @@ pub struct Registry {
     overrides: BTreeMap<String, DeviceOverride>,
     /// Warnings for the log (odd entries accepted with safe defaults).
     pub warnings: Vec<String>,
+    /// Where this list came from, to notice when the file changes (`None`: built in memory).
+    origin: Option<Origin>,
+}
+
+/// The settings a registry was loaded from and what its file looked like then.
+#[derive(Debug, Clone)]
+struct Origin {
+    settings: DevicesSettings,
+    seen: Option<Fingerprint>,
+}
+
+/// Enough of a file's metadata to notice a replacement: an export renames a new file into
+/// place, which changes the inode and the modification time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    path: std::path::PathBuf,
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn fingerprint(settings: &DevicesSettings) -> Option<Fingerprint> {
+    let path = device_file(settings)?;
+    let meta = std::fs::metadata(&path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(Fingerprint {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        inode,
+        path,
+    })
 }
 
 impl Registry {
     /// Loads the device file and the config's own device list and applies the overrides.
     pub fn load(config: &DevicesSettings) -> Result<Self, RegistryError> {
+        let seen = fingerprint(config);
+        let mut registry = Self::read(config)?;
+        registry.origin = Some(Origin {
+            settings: config.clone(),
+            seen,
+        });
+        Ok(registry)
+    }
+
+    /// The list loaded again when its file was replaced, changed, created or deleted since the
+    /// last look; `None` when it was not (or the registry was not loaded from settings). A file
+    /// that cannot be read is reported once per change, not on every call.
+    pub fn reload_if_changed(&mut self) -> Option<Result<Registry, RegistryError>> {
+        let origin = self.origin.as_mut()?;
+        let now = fingerprint(&origin.settings);
+        if now == origin.seen {
+            return None;
+        }
+        origin.seen.clone_from(&now);
+        let settings = origin.settings.clone();
+        Some(Self::read(&settings).map(|mut registry| {
+            registry.origin = Some(Origin {
+                settings,
+                seen: now,
+            });
+            registry
+        }))
+    }
+
+    fn read(config: &DevicesSettings) -> Result<Self, RegistryError> {
         let mut inventory = Inventory::default();
         if let Some(path) = device_file(config) {
             let path = &path;
@@ -318,15 +402,26 @@ impl Registry {
 
     /// Registers a device seen on the wire. Returns its key when it is new (not listed and not
     /// seen before), so the caller can announce it.
-    pub fn observe(&mut self, key: DeviceKey) -> Option<EntityKey> {
+    pub fn observe(&mut self, key: DeviceKey, reported_type: Option<u16>) -> Option<EntityKey> {
         let entity_key = self.entity_key(key);
         if self.entities.contains_key(&entity_key) || self.is_group_id(entity_key) {
             return None;
         }
-        let mut model = lookup(0);
-        model.name = "Cync device (not in the device list)";
-        self.insert(Entity::unlisted(entity_key, model));
+        self.insert(Entity::unlisted(entity_key, wire_model(reported_type)));
         Some(entity_key)
+    }
+
+    /// A device seen only on the wire has now reported its type: it becomes that kind of
+    /// entity. Returns the entity as it was, so the caller can withdraw what it published for
+    /// it; `None` when nothing changes (listed devices keep the device file's type).
+    pub fn learn_type(&mut self, key: EntityKey, type_id: u16) -> Option<Entity> {
+        let entity = self.entities.get_mut(&key)?;
+        if entity.listed || type_id == 0 || entity.model.type_id == type_id {
+            return None;
+        }
+        let old = entity.clone();
+        entity.model = wire_model(Some(type_id));
+        Some(old)
     }
 
     /// Group ids are mesh targets too: a command response for a group is stored under its id,
@@ -504,16 +599,28 @@ account data:
         let mut r = registry(&[]);
         let wire = DeviceKey::new(HomeId::DEFAULT, 5);
         assert_eq!(r.entity_key(wire), dev(5));
-        assert_eq!(r.observe(wire), None, "listed already");
+        assert_eq!(r.observe(wire, Some(64)), None, "listed already");
+        assert_eq!(
+            r.learn_type(dev(5), 64),
+            None,
+            "the device file's type stays"
+        );
         let stranger = DeviceKey::new(HomeId::DEFAULT, 42);
-        assert_eq!(r.observe(stranger), Some(dev(42)));
-        assert_eq!(r.observe(stranger), None, "only new once");
+        assert_eq!(r.observe(stranger, None), Some(dev(42)));
+        assert_eq!(r.observe(stranger, None), None, "only new once");
         let e = r.get(&dev(42)).unwrap();
-        assert_eq!(e.name, "Cync device 42");
+        assert_eq!(
+            e.name,
+            "Cync 1234567890-42 (run cync-bridge export to name it)"
+        );
         assert!(!e.model.caps.brightness, "on/off only");
         assert_eq!(wire_key(dev(42)), stranger);
         let group_target = DeviceKey::new(HomeId::DEFAULT, 32769);
-        assert_eq!(r.observe(group_target), None, "a group id is not a device");
+        assert_eq!(
+            r.observe(group_target, None),
+            None,
+            "a group id is not a device"
+        );
     }
 
     #[test]
@@ -575,9 +682,66 @@ account data:
     }
 
     #[test]
+    fn a_replaced_created_or_deleted_device_file_is_noticed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let exported = dir.path().join("cync_devices.yaml");
+        let settings = DevicesSettings {
+            file: None,
+            exported_file: exported.clone(),
+            homes: serde_json::Map::new(),
+            overrides: BTreeMap::new(),
+            offline_grace: std::time::Duration::from_secs(1),
+            route_grace: std::time::Duration::from_secs(1),
+            startup_grace: std::time::Duration::from_secs(1),
+            group_confirm_timeout: std::time::Duration::from_secs(1),
+        };
+        let mut r = Registry::load(&settings).unwrap();
+        assert!(r.reload_if_changed().is_none(), "nothing changed");
+        std::fs::write(&exported, EXPORT).unwrap();
+        let mut r = r.reload_if_changed().unwrap().unwrap();
+        assert_eq!(r.get(&dev(5)).unwrap().name, "Lamp");
+        assert!(r.reload_if_changed().is_none(), "only once");
+        let temp = dir.path().join("new.yaml");
+        std::fs::write(&temp, EXPORT.replace("Lamp", "Desk Lamp")).unwrap();
+        std::fs::rename(&temp, &exported).unwrap();
+        let mut r = r.reload_if_changed().unwrap().unwrap();
+        assert_eq!(r.get(&dev(5)).unwrap().name, "Desk Lamp");
+        std::fs::write(&exported, "account data: [").unwrap();
+        assert!(r.reload_if_changed().unwrap().is_err(), "reported");
+        assert!(r.reload_if_changed().is_none(), "once per change");
+        std::fs::remove_file(&exported).unwrap();
+        let r = r.reload_if_changed().unwrap().unwrap();
+        assert!(
+            r.active().next().is_none(),
+            "the devices left with the file"
+        );
+        assert!(Registry::default().reload_if_changed().is_none());
+    }
+
+    #[test]
     fn without_a_device_list_every_device_is_in_home_zero() {
         let mut r = Registry::default();
         let key = DeviceKey::new(HomeId::DEFAULT, 3);
-        assert_eq!(r.observe(key).map(|k| k.home), Some(0));
+        assert_eq!(r.observe(key, None).map(|k| k.home), Some(0));
+    }
+
+    #[test]
+    fn a_relay_that_reports_its_type_becomes_that_kind_of_entity() {
+        let mut r = Registry::default();
+        let relay = DeviceKey::new(HomeId::DEFAULT, 10);
+        let key = r.observe(relay, Some(137)).unwrap();
+        let bulb = r.get(&key).unwrap();
+        assert_eq!(bulb.model.class, DeviceClass::Light);
+        assert!(bulb.model.caps.rgb && bulb.model.caps.brightness);
+        assert_eq!(bulb.name, "Cync 0-10 (run cync-bridge export to name it)");
+        // Seen first through a plain report, typed later by its mesh info.
+        let plug = r
+            .observe(DeviceKey::new(HomeId::DEFAULT, 11), None)
+            .unwrap();
+        assert_eq!(r.get(&plug).unwrap().model.class, DeviceClass::Unknown);
+        let old = r.learn_type(plug, 68).unwrap();
+        assert_eq!(old.model.class, DeviceClass::Unknown);
+        assert_eq!(r.get(&plug).unwrap().model.class, DeviceClass::Plug);
+        assert_eq!(r.learn_type(plug, 68), None, "once");
     }
 }
