@@ -11,5 +11,6 @@ pub mod export;
 pub mod healthcheck;
 pub mod probe;
 pub mod serve;
+pub mod setup;
 pub mod sim;
 pub mod toggle;

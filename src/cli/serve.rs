@@ -121,7 +121,8 @@ impl Running {
         let telemetry_addr = endpoint.local_addr()?;
         server.spawn(&tracker, &health);
         // State-changing endpoints (rollout admin, setup page) are added to this router.
-        let admin = axum::Router::new();
+        let admin =
+            axum::Router::new().merge(super::setup::router(config, &services, access.csrf_token()));
         let router =
             telemetry::endpoints::router(metrics, health.clone()).merge(access.protect(admin));
         tracker.spawn(telemetry::serve_router(
