@@ -133,7 +133,18 @@ async fn assert_exported_entities(observer: &Observer) {
     let expected = [
         ("light", device(1), "Office Lamp", Some("Office")),
         ("light", device(2), "Hall Bulb", Some("Office")),
-        ("switch", device(3), "Porch Plug", Some("Porch")),
+        (
+            "switch",
+            format!("{}_1", device(3)),
+            "Porch Plug",
+            Some("Porch"),
+        ),
+        (
+            "switch",
+            format!("{}_2", device(3)),
+            "Porch Plug",
+            Some("Porch"),
+        ),
         ("fan", device(4), "Cync device 4", None),
         (
             "light",
@@ -165,6 +176,15 @@ async fn assert_exported_entities(observer: &Observer) {
     }
     let lamp = config(observer, "light", &device(1)).await;
     assert!(lamp.to_string().contains("rgb"), "a colour light: {lamp}");
+    // The dual plug: one device, one named entity per outlet.
+    for (outlet, name) in [(1, "Left Outlet"), (2, "Right Outlet")] {
+        let payload = config(observer, "switch", &format!("{}_{outlet}", device(3))).await;
+        assert_eq!(payload["name"], name, "{payload}");
+        assert_eq!(
+            payload["device"]["identifiers"],
+            serde_json::json!([device(3)])
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -217,6 +237,18 @@ async fn export_into_an_empty_data_dir_then_serve_shows_every_device_by_its_clou
         .wait(&format!("cync/{HOME}-1"), |s| s.payload.contains("state"))
         .await;
     assert!(state.json()["state"].is_string(), "{}", state.payload);
+    // An outlet's command reaches the plug (addressed to the node by default), and both
+    // outlets show the plug's state.
+    observer
+        .publish(&format!("cync/{HOME}-3-1/set"), "ON")
+        .await;
+    for outlet in [1, 2] {
+        observer
+            .wait(&format!("cync/{HOME}-3-{outlet}"), |s| {
+                s.payload.contains("ON")
+            })
+            .await;
+    }
     tokio::time::sleep(Duration::from_millis(100)).await;
     sim.shutdown().await;
 }

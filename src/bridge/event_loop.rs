@@ -185,8 +185,8 @@ impl Runtime {
             let members: Vec<Option<bool>> = self
                 .registry
                 .member_keys(entity)
-                .iter()
-                .map(|m| self.availability.state(m))
+                .into_iter()
+                .map(|m| self.availability.state(&self.registry.presence_key(m)))
                 .collect();
             group_availability(&members)
         } else {
@@ -322,7 +322,7 @@ impl Runtime {
             return;
         }
         let target = CommandTarget {
-            id: entity.key.id,
+            id: entity.wire_mesh,
             class: entity.model.class,
             caps: &entity.model.caps,
             group: entity.is_group(),
@@ -397,14 +397,16 @@ impl Runtime {
                 self.republish_changed(&[old]);
             }
         }
-        let key = self.registry.entity_key(change.key);
-        if change.current.light.temperature != TEMP_EFFECT {
-            self.effects.remove(&key);
-        }
+        let device = self.registry.entity_key(change.key);
         let now = Instant::now();
-        self.refresh_availability(key, now);
-        self.publish_state(key, false);
-        for group in self.registry.groups_of(key).to_vec() {
+        for key in self.registry.entities_for(change.key) {
+            if change.current.light.temperature != TEMP_EFFECT {
+                self.effects.remove(&key);
+            }
+            self.refresh_availability(key, now);
+            self.publish_state(key, false);
+        }
+        for group in self.registry.groups_of(device).to_vec() {
             self.refresh_availability(group, now);
             self.publish_state(group, false);
         }

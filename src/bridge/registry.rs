@@ -14,9 +14,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::settings::{DeviceOverride, DevicesSettings};
+use super::settings::{DeviceOverride, DevicesSettings, EndpointAddress};
 use crate::device::catalog::{Capabilities, DeviceClass, KelvinRange, Model, DEFAULT_KELVIN};
-use crate::device::inventory::{HomeSpec, Inventory, InventoryError, Mac, Syntax};
+use crate::device::inventory::{DeviceSpec, HomeSpec, Inventory, InventoryError, Mac, Syntax};
 use crate::device::{is_known, lookup, DeviceKey, HomeId, MeshId};
 use crate::mqtt::discovery::EntityDescription;
 use crate::mqtt::topics::{EntityKey, EntityKind};
@@ -44,6 +44,10 @@ pub struct Entity {
     pub members: Vec<u16>,
     /// From the device file (`false`: seen on the wire only).
     pub listed: bool,
+    /// An endpoint's own name (`name` is then its device's).
+    pub part: Option<String>,
+    /// The mesh id commands for this entity go to (an endpoint's depends on the setting).
+    pub wire_mesh: u16,
 }
 
 impl Entity {
@@ -57,6 +61,7 @@ impl Entity {
             wifi_mac: self.wifi_mac,
             firmware: self.firmware.as_deref(),
             area: self.area.as_deref(),
+            part: self.part.as_deref(),
         }
     }
 
@@ -75,12 +80,17 @@ impl Entity {
             disabled: false,
             members: Vec::new(),
             listed: false,
+            part: None,
+            wire_mesh: key.id,
         }
     }
 
     /// The key commands for this entity are sent to (a group id is a mesh target too).
     pub fn wire_key(&self) -> DeviceKey {
-        wire_key(self.key)
+        DeviceKey {
+            home: HomeId::DEFAULT,
+            mesh: MeshId(self.wire_mesh),
+        }
     }
 
     /// Whether this is a Cync group.
@@ -148,6 +158,11 @@ pub struct Registry {
     mesh_homes: HashMap<u16, Vec<u64>>,
     /// Device → the enabled groups it belongs to (looked up on every state change).
     groups_by_member: HashMap<EntityKey, Vec<EntityKey>>,
+    /// Wire mesh id → the endpoint entities whose state it carries.
+    endpoints_by_wire: HashMap<u16, Vec<EntityKey>>,
+    /// Mesh ids of devices shown as endpoints (never a device entity of their own).
+    endpoint_nodes: std::collections::HashSet<u16>,
+    endpoint_address: EndpointAddress,
     overrides: BTreeMap<String, DeviceOverride>,
     /// Warnings for the log (odd entries accepted with safe defaults).
     pub warnings: Vec<String>,
@@ -249,7 +264,11 @@ impl Registry {
             inventory.homes.extend(own.homes);
             inventory.warnings.extend(own.warnings);
         }
-        Ok(Self::from_inventory(&inventory, config.overrides.clone()))
+        Ok(Self::from_inventory_with(
+            &inventory,
+            config.overrides.clone(),
+            config.endpoint_address,
+        ))
     }
 
     /// Builds the registry from a parsed device list.
@@ -257,9 +276,19 @@ impl Registry {
         inventory: &Inventory,
         overrides: BTreeMap<String, DeviceOverride>,
     ) -> Self {
+        Self::from_inventory_with(inventory, overrides, EndpointAddress::default())
+    }
+
+    /// [`Registry::from_inventory`] with endpoint commands addressed as `endpoint_address` says.
+    pub fn from_inventory_with(
+        inventory: &Inventory,
+        overrides: BTreeMap<String, DeviceOverride>,
+        endpoint_address: EndpointAddress,
+    ) -> Self {
         let mut registry = Registry {
             overrides,
             warnings: inventory.warnings.clone(),
+            endpoint_address,
             ..Registry::default()
         };
         for home in &inventory.homes {
@@ -291,38 +320,7 @@ impl Registry {
         }
         self.homes.push(home.id);
         for (&mesh, spec) in &home.devices {
-            self.mesh_homes.entry(mesh).or_default().push(home.id);
-            let key = EntityKey {
-                home: home.id,
-                kind: EntityKind::Device,
-                id: mesh,
-            };
-            let model = model_for(
-                spec.type_id,
-                spec.is_plug,
-                spec.supports_temperature,
-                spec.supports_rgb,
-            );
-            if let Some(t) = spec.type_id.filter(|t| !is_known(*t)) {
-                self.warnings.push(format!(
-                    "{:?} (mesh id {mesh}) has type {t}, unknown to the catalog; using the \
-                     export's hints (please report the type)",
-                    spec.name
-                ));
-            }
-            let entity = Entity {
-                key,
-                name: spec.name.clone(),
-                model,
-                ble_mac: spec.ble_mac,
-                wifi_mac: spec.wifi_mac,
-                firmware: spec.firmware.clone(),
-                area: spec.area.clone(),
-                disabled: spec.disabled,
-                members: Vec::new(),
-                listed: true,
-            };
-            self.insert(entity);
+            self.add_device(home.id, mesh, spec);
         }
         for (&id, group) in &home.groups {
             let key = EntityKey {
@@ -337,12 +335,13 @@ impl Registry {
                 .filter(|m| home.devices.contains_key(m))
                 .collect();
             let model = group_model(members.iter().filter_map(|m| {
+                let member = EntityKey {
+                    home: home.id,
+                    kind: EntityKind::Device,
+                    id: *m,
+                };
                 self.entities
-                    .get(&EntityKey {
-                        home: home.id,
-                        kind: EntityKind::Device,
-                        id: *m,
-                    })
+                    .get(&self.presence_key(member))
                     .map(|e| e.model)
             }));
             let entity = Entity {
@@ -356,7 +355,79 @@ impl Registry {
                 disabled: members.is_empty(),
                 members,
                 listed: true,
+                part: None,
+                wire_mesh: id,
             };
+            self.insert(entity);
+        }
+    }
+
+    fn add_device(&mut self, home: u64, mesh: u16, spec: &DeviceSpec) {
+        self.mesh_homes.entry(mesh).or_default().push(home);
+        let key = EntityKey {
+            home,
+            kind: EntityKind::Device,
+            id: mesh,
+        };
+        let model = model_for(
+            spec.type_id,
+            spec.is_plug,
+            spec.supports_temperature,
+            spec.supports_rgb,
+        );
+        if let Some(t) = spec.type_id.filter(|t| !is_known(*t)) {
+            self.warnings.push(format!(
+                "{:?} (mesh id {mesh}) has type {t}, unknown to the catalog; using the \
+                 export's hints (please report the type)",
+                spec.name
+            ));
+        }
+        let entity = Entity {
+            key,
+            name: spec.name.clone(),
+            model,
+            ble_mac: spec.ble_mac,
+            wifi_mac: spec.wifi_mac,
+            firmware: spec.firmware.clone(),
+            area: spec.area.clone(),
+            disabled: spec.disabled,
+            members: Vec::new(),
+            listed: true,
+            part: None,
+            wire_mesh: mesh,
+        };
+        if spec.endpoints.is_empty() {
+            self.insert(entity);
+        } else {
+            self.add_endpoints(entity, &spec.endpoints);
+        }
+    }
+
+    /// One entity per endpoint of `device`, all of one Home Assistant device.
+    fn add_endpoints(&mut self, device: Entity, endpoints: &BTreeMap<u16, String>) {
+        let node = device.key.id;
+        self.endpoint_nodes.insert(node);
+        for (&number, name) in endpoints {
+            let Ok(endpoint) = u8::try_from(number) else {
+                self.warnings.push(format!(
+                    "{:?} (mesh id {node}): endpoint {number} is out of range; left out",
+                    device.name
+                ));
+                continue;
+            };
+            let entity = Entity {
+                key: EntityKey {
+                    kind: EntityKind::Endpoint(endpoint),
+                    ..device.key
+                },
+                part: Some(name.clone()),
+                wire_mesh: self.endpoint_address.mesh_id(node, endpoint),
+                ..device.clone()
+            };
+            self.endpoints_by_wire
+                .entry(entity.wire_mesh)
+                .or_default()
+                .push(entity.key);
             self.insert(entity);
         }
     }
@@ -364,7 +435,10 @@ impl Registry {
     fn insert(&mut self, mut entity: Entity) {
         let specific = format!("{}-{}", entity.key.home, entity.key.id);
         let by_mesh = entity.key.id.to_string();
-        if entity.key.kind == EntityKind::Device {
+        if matches!(
+            entity.key.kind,
+            EntityKind::Device | EntityKind::Endpoint(_)
+        ) {
             for key in [by_mesh, specific] {
                 if let Some(o) = self.overrides.get(&key) {
                     if let Some(name) = &o.name {
@@ -404,7 +478,11 @@ impl Registry {
     /// seen before), so the caller can announce it.
     pub fn observe(&mut self, key: DeviceKey, reported_type: Option<u16>) -> Option<EntityKey> {
         let entity_key = self.entity_key(key);
-        if self.entities.contains_key(&entity_key) || self.is_group_id(entity_key) {
+        if self.entities.contains_key(&entity_key)
+            || self.is_group_id(entity_key)
+            || self.endpoint_nodes.contains(&key.mesh.0)
+            || self.endpoints_by_wire.contains_key(&key.mesh.0)
+        {
             return None;
         }
         self.insert(Entity::unlisted(entity_key, wire_model(reported_type)));
@@ -432,6 +510,32 @@ impl Registry {
                 kind: EntityKind::Group,
                 ..key
             })
+    }
+
+    /// The entities whose state a wire report for `key` carries: the endpoints addressed by it,
+    /// else the one device entity.
+    pub fn entities_for(&self, key: DeviceKey) -> Vec<EntityKey> {
+        match self.endpoints_by_wire.get(&key.mesh.0) {
+            Some(endpoints) => endpoints.clone(),
+            None => vec![self.entity_key(key)],
+        }
+    }
+
+    /// The entity whose availability stands for group member `member`: the member itself, or
+    /// its first endpoint when it is shown as endpoints.
+    pub fn presence_key(&self, member: EntityKey) -> EntityKey {
+        if !self.endpoint_nodes.contains(&member.id) {
+            return member;
+        }
+        self.entities
+            .range(member..)
+            .map(|(key, _)| *key)
+            .find(|key| {
+                key.home == member.home
+                    && key.id == member.id
+                    && matches!(key.kind, EntityKind::Endpoint(_))
+            })
+            .unwrap_or(member)
     }
 
     /// Listed, wire-only or disabled alike; `None` for a key this bridge never had.
@@ -664,6 +768,7 @@ account data:
             route_grace: std::time::Duration::from_secs(1),
             startup_grace: std::time::Duration::from_secs(1),
             group_confirm_timeout: std::time::Duration::from_secs(1),
+            endpoint_address: EndpointAddress::Node,
         };
         assert_eq!(
             device_file(&settings),
@@ -694,6 +799,7 @@ account data:
             route_grace: std::time::Duration::from_secs(1),
             startup_grace: std::time::Duration::from_secs(1),
             group_confirm_timeout: std::time::Duration::from_secs(1),
+            endpoint_address: EndpointAddress::Node,
         };
         let mut r = Registry::load(&settings).unwrap();
         assert!(r.reload_if_changed().is_none(), "nothing changed");
@@ -723,6 +829,65 @@ account data:
         let mut r = Registry::default();
         let key = DeviceKey::new(HomeId::DEFAULT, 3);
         assert_eq!(r.observe(key, None).map(|k| k.home), Some(0));
+    }
+
+    const DUAL: &str = r#"
+homes:
+  Home:
+    id: 77
+    devices:
+      3: {name: Porch Plug, type: 67, endpoints: {1: Left Outlet, 2: Right Outlet}}
+    groups:
+      2: {name: Porch, members: [3]}
+"#;
+
+    fn dual(address: EndpointAddress) -> Registry {
+        let inv = Inventory::parse(DUAL, Syntax::Yaml).unwrap();
+        Registry::from_inventory_with(&inv, BTreeMap::new(), address)
+    }
+
+    fn outlet(e: u8) -> EntityKey {
+        EntityKey {
+            home: 77,
+            kind: EntityKind::Endpoint(e),
+            id: 3,
+        }
+    }
+
+    #[test]
+    fn a_dual_outlet_is_one_device_with_an_entity_per_outlet() {
+        let mut r = dual(EndpointAddress::Node);
+        let left = r.get(&outlet(1)).unwrap();
+        assert_eq!(left.name, "Porch Plug");
+        assert_eq!(left.part.as_deref(), Some("Left Outlet"));
+        assert_eq!(left.model.class, DeviceClass::Plug);
+        let node = EntityKey {
+            home: 77,
+            kind: EntityKind::Device,
+            id: 3,
+        };
+        assert!(
+            r.get(&node).is_none(),
+            "no third entity for the device itself"
+        );
+        let wire = DeviceKey::new(HomeId::DEFAULT, 3);
+        assert_eq!(r.entities_for(wire), [outlet(1), outlet(2)]);
+        assert_eq!(r.get(&outlet(2)).unwrap().wire_key(), wire);
+        assert_eq!(r.observe(wire, Some(67)), None, "no phantom device");
+        assert_eq!(r.presence_key(node), outlet(1));
+        let d1 = r.get(&outlet(1)).unwrap().description();
+        assert_eq!(d1.part, Some("Left Outlet"));
+    }
+
+    #[test]
+    fn packed_addressing_sends_each_outlet_to_its_own_mesh_id() {
+        let r = dual(EndpointAddress::Packed);
+        assert_eq!(r.get(&outlet(1)).unwrap().wire_mesh, 3 + 256);
+        assert_eq!(r.get(&outlet(2)).unwrap().wire_mesh, 3 + 512);
+        assert_eq!(
+            r.entities_for(DeviceKey::new(HomeId::DEFAULT, 515)),
+            [outlet(2)]
+        );
     }
 
     #[test]

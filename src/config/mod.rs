@@ -524,6 +524,16 @@ impl Check<'_> {
             startup_grace: self.duration("devices.startup_grace", &r.startup_grace)?,
             group_confirm_timeout: self
                 .positive_duration("devices.group_confirm_timeout", &r.group_confirm_timeout)?,
+            endpoint_address: match r.endpoint_address.trim() {
+                "node" => crate::bridge::EndpointAddress::Node,
+                "packed" => crate::bridge::EndpointAddress::Packed,
+                _ => {
+                    return Err(self.fail(
+                        "devices.endpoint_address",
+                        "must be \"node\" (the device's mesh id) or \"packed\" (mesh id + 256 × outlet)",
+                    ))
+                }
+            },
         })
     }
 

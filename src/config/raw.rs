@@ -245,6 +245,7 @@ pub struct RawDevices {
     pub route_grace: DurationText,
     pub startup_grace: DurationText,
     pub group_confirm_timeout: DurationText,
+    pub endpoint_address: String,
     /// Native device list, same shape as the file's `homes` section.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub homes: std::collections::BTreeMap<String, serde_json::Value>,
@@ -261,6 +262,7 @@ impl Default for RawDevices {
             route_grace: "10s".into(),
             startup_grace: "90s".into(),
             group_confirm_timeout: "5s".into(),
+            endpoint_address: "node".to_owned(),
             homes: Default::default(),
             overrides: Default::default(),
         }
