@@ -29,9 +29,9 @@ use crate::cloud::{self, CloudClient, CloudError, DeviceFile};
 use crate::config::Config;
 use crate::server::Services;
 
-const PAGE: &str = include_str!("page.html");
-const STYLE: &str = include_str!("page.css");
-const SCRIPT: &str = include_str!("page.js");
+const HTML_TEXT: &str = include_str!("page.html");
+const CSS_TEXT: &str = include_str!("page.css");
+const JS_TEXT: &str = include_str!("page.js");
 
 /// How many recent errors the status keeps.
 const RECENT_ERRORS: usize = 8;
@@ -65,8 +65,8 @@ pub fn router(config: &Config, services: &Services, csrf: &str) -> Router {
         // Relative URLs in the page resolve against `…/setup/`, under ingress too.
         .route("/setup", get(|| async { Redirect::to("setup/") }))
         .route("/setup/", get(page))
-        .route("/setup/page.css", get(|| asset(STYLE, "text/css")))
-        .route("/setup/page.js", get(|| asset(SCRIPT, "text/javascript")))
+        .route("/setup/page.css", get(|| asset(CSS_TEXT, "text/css")))
+        .route("/setup/page.js", get(|| asset(JS_TEXT, "text/javascript")))
         .route("/setup/status", get(status_json))
         .route("/setup/code", post(request_code))
         .route("/setup/login", post(login))
@@ -81,7 +81,7 @@ async fn asset(text: &'static str, kind: &'static str) -> Response {
 
 async fn page(State(setup): State<Shared>) -> Response {
     // The token is hex, so it needs no escaping inside the attribute.
-    let html = PAGE.replace("{{csrf}}", &setup.csrf);
+    let html = HTML_TEXT.replace("{{csrf}}", &setup.csrf);
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
