@@ -629,6 +629,7 @@ fn group_model(members: impl Iterator<Item = Model>) -> Model {
         wifi: false,
         caps,
         kelvin: kelvin.unwrap_or(DEFAULT_KELVIN),
+        source: crate::device::catalog::Source::None,
     }
 }
 
