@@ -89,6 +89,13 @@ async fn export(config: &Config, args: &ExportArgs, out: &mut impl Write) -> any
     save::write_device_file(&path, &text)
         .with_context(|| format!("cannot write the device file {}", path.display()))?;
     report(out, &summary, &path, had_file)?;
+    if let Some(other) = config.devices.file.as_ref().filter(|f| **f != path) {
+        writeln!(
+            out,
+            "Note: the bridge reads {} (devices.file); empty that setting to use this export.",
+            other.display()
+        )?;
+    }
     Ok(0)
 }
 

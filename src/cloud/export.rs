@@ -332,3 +332,58 @@ pub fn render(file: &DeviceFile) -> Result<String, String> {
          # file and keeps the previous one as .bak).\n{yaml}"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::wire::Properties;
+    use serde_json::json;
+
+    fn home(bulbs: serde_json::Value) -> CloudHome {
+        CloudHome {
+            id: 169_573_386,
+            name: "Cabin".to_owned(),
+            properties: Properties {
+                bulbs: bulbs.as_array().unwrap().clone(),
+                groups: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_thermostats_extra_digit_is_not_an_endpoint() {
+        // D = H·10^4 + 7·1000 + 9: one row, so node 9 with no endpoints.
+        let (file, _) = convert_home(&home(json!([
+            {"deviceID": 1_695_733_867_009_u64, "displayName": "Hall Thermostat", "deviceType": 224}
+        ])));
+        let device = &file.devices[&9];
+        assert_eq!(device.name, "Hall Thermostat");
+        assert!(device.endpoints.is_empty());
+    }
+
+    #[test]
+    fn outlet_rows_without_a_parent_row_still_make_one_device() {
+        // Only the two endpoint rows, as in pycync's fixture.
+        let h: u64 = 169_573_386;
+        let (file, _) = convert_home(&home(json!([
+            {"deviceID": h * 1_000_000 + 1006, "displayName": "Left", "deviceType": 67,
+             "firmwareVersion": ""},
+            {"deviceID": h * 1_000_000 + 2006, "displayName": "Right", "deviceType": 67},
+        ])));
+        let device = &file.devices[&6];
+        assert_eq!(device.name, "Left / Right");
+        assert_eq!(device.endpoints.len(), 2);
+        assert_eq!(device.fw, None, "an empty firmware is left out");
+    }
+
+    #[test]
+    fn a_row_without_an_id_is_a_note_and_the_rest_stays() {
+        let (file, notes) = convert_home(&home(json!([
+            {"displayName": "Ghost"},
+            {"deviceID": 169_573_386_001_u64, "displayName": "Lamp", "deviceType": "137"},
+        ])));
+        assert_eq!(file.devices.len(), 1);
+        assert_eq!(file.devices[&1].type_id, Some(137));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+    }
+}

@@ -214,17 +214,23 @@ async fn save_import(State(setup): State<Shared>) -> Response {
     let written = cloud::render(&file)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
         .and_then(|text| save::write_device_file(&path, &text));
+    let message = match &setup.config.devices.file {
+        None => format!(
+            "Saved to {}. The bridge picks it up within a few seconds; Home Assistant then \
+             shows the names and rooms.",
+            path.display()
+        ),
+        Some(other) => format!(
+            "Saved to {}, but this bridge reads {} (devices.file); empty that setting to use \
+             the import.",
+            path.display(),
+            other.display()
+        ),
+    };
     match written {
         Ok(()) => reply(
             StatusCode::OK,
-            &json!({
-                "saved": path.display().to_string(),
-                "message": format!(
-                    "Saved to {}. The bridge picks it up within a few seconds; Home Assistant \
-                     then shows the names and rooms.",
-                    path.display()
-                ),
-            }),
+            &json!({"saved": path.display().to_string(), "message": message}),
         ),
         Err(error) => {
             // Keep the import, so a fixed disk problem needs no new code.
