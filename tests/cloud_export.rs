@@ -222,3 +222,54 @@ async fn a_cloud_that_accepts_and_never_answers_times_out_with_the_step_named() 
     assert!(error.to_string().contains("within 15 s"), "{error}");
     hold.abort();
 }
+
+/// A TLS server with the bridge's own self-signed certificate: the client must refuse it, so a
+/// DNS override of the cloud's name cannot collect passwords.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_whose_certificate_does_not_verify_gets_no_request() {
+    use cync_bridge::server::tls::{
+        build_acceptor, TlsSettings, GENERATED_CERT_FILE, GENERATED_KEY_FILE,
+    };
+    use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
+    let dir = tempfile::tempdir().unwrap();
+    // Generates the certificate and key files into `dir`.
+    build_acceptor(&TlsSettings {
+        cert_path: None,
+        key_path: None,
+        data_dir: dir.path().to_path_buf(),
+    })
+    .unwrap();
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+    builder
+        .set_certificate_chain_file(dir.path().join(GENERATED_CERT_FILE))
+        .unwrap();
+    builder
+        .set_private_key_file(dir.path().join(GENERATED_KEY_FILE), SslFiletype::PEM)
+        .unwrap();
+    let acceptor = builder.build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let got_request = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&got_request);
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let ssl = openssl::ssl::Ssl::new(acceptor.context()).unwrap();
+        let mut stream = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+        if std::pin::Pin::new(&mut stream).accept().await.is_ok() {
+            use tokio::io::AsyncReadExt as _;
+            let mut buf = [0u8; 16];
+            if stream.read(&mut buf).await.unwrap_or(0) > 0 {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let error = client(&url).request_code(EMAIL).await.unwrap_err();
+    assert!(matches!(error, CloudError::Unreachable { .. }), "{error:?}");
+    assert!(error.to_string().contains("TLS handshake"), "{error}");
+    assert!(
+        error.to_string().contains("certificate verify failed"),
+        "{error}"
+    );
+    let _ = server.await;
+    assert!(!got_request.load(std::sync::atomic::Ordering::SeqCst));
+}
