@@ -155,7 +155,7 @@ impl Runtime {
     /// A device's stored state, or a group's derived from its members'.
     fn current_state(&self, entity: &Entity) -> Option<DeviceState> {
         if !entity.is_group() {
-            return self.services.state.get(&entity.wire_key());
+            return self.services.state.get(&entity.state_key());
         }
         let members: Vec<DeviceState> = self
             .registry
@@ -190,7 +190,7 @@ impl Runtime {
                 .collect();
             group_availability(&members)
         } else {
-            let wire = entity.wire_key();
+            let wire = entity.state_key();
             let online = self.services.state.get(&wire).is_some_and(|s| s.online);
             let reachable = self.services.routes.is_reachable(&wire);
             self.availability
@@ -208,7 +208,7 @@ impl Runtime {
         let Some(entity) = self.registry.get(&key).filter(|e| !e.disabled) else {
             return;
         };
-        let routes = self.services.routes.routes_to(&entity.wire_key());
+        let routes = self.services.routes.routes_to(&entity.state_key());
         let attributes = Attributes {
             mesh_id: key.id,
             relay: routes.first().map(|r| r.device.to_string()),

@@ -85,6 +85,15 @@ impl Entity {
         }
     }
 
+    /// The key whose reports and routes this entity shows: the device's own mesh id, also for
+    /// an endpoint (the mesh lists the device, not its outlets).
+    pub fn state_key(&self) -> DeviceKey {
+        DeviceKey {
+            home: HomeId::DEFAULT,
+            mesh: MeshId(self.key.id),
+        }
+    }
+
     /// The key commands for this entity are sent to (a group id is a mesh target too).
     pub fn wire_key(&self) -> DeviceKey {
         DeviceKey {
@@ -158,10 +167,11 @@ pub struct Registry {
     mesh_homes: HashMap<u16, Vec<u64>>,
     /// Device → the enabled groups it belongs to (looked up on every state change).
     groups_by_member: HashMap<EntityKey, Vec<EntityKey>>,
-    /// Wire mesh id → the endpoint entities whose state it carries.
-    endpoints_by_wire: HashMap<u16, Vec<EntityKey>>,
-    /// Mesh ids of devices shown as endpoints (never a device entity of their own).
-    endpoint_nodes: std::collections::HashSet<u16>,
+    /// Device mesh id → its endpoint entities, which all show that device's state.
+    endpoints_by_node: HashMap<u16, Vec<EntityKey>>,
+    /// Mesh ids of devices shown as endpoints and their endpoints' command addresses: never a
+    /// device entity of their own.
+    endpoint_ids: std::collections::HashSet<u16>,
     endpoint_address: EndpointAddress,
     overrides: BTreeMap<String, DeviceOverride>,
     /// Warnings for the log (odd entries accepted with safe defaults).
@@ -406,7 +416,7 @@ impl Registry {
     /// One entity per endpoint of `device`, all of one Home Assistant device.
     fn add_endpoints(&mut self, device: Entity, endpoints: &BTreeMap<u16, String>) {
         let node = device.key.id;
-        self.endpoint_nodes.insert(node);
+        self.endpoint_ids.insert(node);
         for (&number, name) in endpoints {
             let Ok(endpoint) = u8::try_from(number) else {
                 self.warnings.push(format!(
@@ -424,8 +434,9 @@ impl Registry {
                 wire_mesh: self.endpoint_address.mesh_id(node, endpoint),
                 ..device.clone()
             };
-            self.endpoints_by_wire
-                .entry(entity.wire_mesh)
+            self.endpoint_ids.insert(entity.wire_mesh);
+            self.endpoints_by_node
+                .entry(node)
                 .or_default()
                 .push(entity.key);
             self.insert(entity);
@@ -480,8 +491,7 @@ impl Registry {
         let entity_key = self.entity_key(key);
         if self.entities.contains_key(&entity_key)
             || self.is_group_id(entity_key)
-            || self.endpoint_nodes.contains(&key.mesh.0)
-            || self.endpoints_by_wire.contains_key(&key.mesh.0)
+            || self.endpoint_ids.contains(&key.mesh.0)
         {
             return None;
         }
@@ -512,10 +522,10 @@ impl Registry {
             })
     }
 
-    /// The entities whose state a wire report for `key` carries: the endpoints addressed by it,
-    /// else the one device entity.
+    /// The entities whose state a wire report for `key` carries: the device's endpoints, else
+    /// the one device entity.
     pub fn entities_for(&self, key: DeviceKey) -> Vec<EntityKey> {
-        match self.endpoints_by_wire.get(&key.mesh.0) {
+        match self.endpoints_by_node.get(&key.mesh.0) {
             Some(endpoints) => endpoints.clone(),
             None => vec![self.entity_key(key)],
         }
@@ -524,7 +534,7 @@ impl Registry {
     /// The entity whose availability stands for group member `member`: the member itself, or
     /// its first endpoint when it is shown as endpoints.
     pub fn presence_key(&self, member: EntityKey) -> EntityKey {
-        if !self.endpoint_nodes.contains(&member.id) {
+        if !self.endpoints_by_node.contains_key(&member.id) {
             return member;
         }
         self.entities
@@ -885,9 +895,19 @@ homes:
         let r = dual(EndpointAddress::Packed);
         assert_eq!(r.get(&outlet(1)).unwrap().wire_mesh, 3 + 256);
         assert_eq!(r.get(&outlet(2)).unwrap().wire_mesh, 3 + 512);
+        let outlet_2 = r.get(&outlet(2)).unwrap();
+        assert_eq!(outlet_2.state_key(), DeviceKey::new(HomeId::DEFAULT, 3));
         assert_eq!(
-            r.entities_for(DeviceKey::new(HomeId::DEFAULT, 515)),
-            [outlet(2)]
+            r.entities_for(DeviceKey::new(HomeId::DEFAULT, 3)),
+            [outlet(1), outlet(2)],
+            "both show the device's state"
+        );
+        let mut r = r;
+        let packed = DeviceKey::new(HomeId::DEFAULT, 515);
+        assert_eq!(
+            r.observe(packed, None),
+            None,
+            "no phantom for a packed address"
         );
     }
 

@@ -77,12 +77,19 @@ impl ApiUrl {
         Ok(ApiUrl { tls, host, port })
     }
 
-    /// `host:port` for the `Host` header (IPv6 in brackets).
+    /// `host[:port]` for the `Host` header (IPv6 in brackets); the scheme's default port is
+    /// left out, as browsers and other clients do.
     pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
         } else {
-            format!("{}:{}", self.host, self.port)
+            self.host.clone()
+        };
+        let default = if self.tls { 443 } else { 80 };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
         }
     }
 }
@@ -101,6 +108,7 @@ mod tests {
         let default = ApiUrl::parse(DEFAULT_API_URL).unwrap();
         assert_eq!((default.tls, default.port), (true, 443));
         assert_eq!(default.host, "api.gelighting.com");
+        assert_eq!(default.authority(), "api.gelighting.com");
         let local = ApiUrl::parse("http://127.0.0.1:8080").unwrap();
         assert_eq!((local.tls, local.port), (false, 8080));
         assert_eq!(
