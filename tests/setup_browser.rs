@@ -1,7 +1,8 @@
 //! The setup page in a real browser (Debian's chromium through chromedriver): the page loads
 //! from the running `serve`, the status shows the simulated relays, a wrong code shows the
 //! error sentence, and the import completes against the fake cloud and saves the device file
-//! the bridge then lists. Skips without chromedriver unless `CYNC_REQUIRE_BROWSER=1`.
+//! the bridge then lists. Skips without chromedriver unless `CYNC_REQUIRE_BROWSER=1`. Without
+//! a browser: the page's routes answer only as the admin access rule allows.
 //! `CYNC_SETUP_SCREENSHOTS=<dir>` saves the two main screens there (docs/ holds copies).
 
 mod cloud_world;
@@ -85,6 +86,10 @@ async fn browser(port: u16) -> Client {
 /// `serve` with this machine as an ingress peer (as the Supervisor is for the add-on), MQTT
 /// off; returns the child, the device address and the telemetry address.
 async fn serve(data: &Path, cloud: &FakeCloud) -> (Child, String, String) {
+    serve_with(data, cloud, r#"["127.0.0.1"]"#).await
+}
+
+async fn serve_with(data: &Path, cloud: &FakeCloud, ingress: &str) -> (Child, String, String) {
     let mut command = Command::new(BIN);
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CYNC_")) {
         command.env_remove(key);
@@ -95,7 +100,7 @@ async fn serve(data: &Path, cloud: &FakeCloud) -> (Child, String, String) {
         .env("CYNC_TIMEZONE", "UTC")
         .env("CYNC_SERVER__LISTEN", "127.0.0.1:0")
         .env("CYNC_TELEMETRY__LISTEN", "127.0.0.1:0")
-        .env("CYNC_TELEMETRY__INGRESS_PEERS", r#"["127.0.0.1"]"#)
+        .env("CYNC_TELEMETRY__INGRESS_PEERS", ingress)
         .env("CYNC_SERVER__SESSION_OPEN_DELAY", "10ms")
         .env("CYNC_SERVER__MESH_INFO_DELAY", "10ms")
         .env("CYNC_TELEMETRY__LOG_FORMAT", "json")
@@ -228,4 +233,48 @@ async fn the_setup_page_shows_the_relays_and_imports_the_account() {
     text_until(&client, "devices", |t| t.contains("/ 6 listed")).await;
     client.close().await.unwrap();
     sim.shutdown().await;
+}
+
+/// One raw HTTP/1.1 request; returns the status line.
+async fn status_line(addr: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+/// No browser needed: the page's routes are admin routes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_setup_routes_sit_behind_the_admin_access_rule() {
+    let cloud = FakeCloud::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let (_direct, _, telemetry) = serve_with(data.path(), &cloud, "[]").await;
+    let get = format!("GET /setup/ HTTP/1.1\r\nHost: {telemetry}\r\nConnection: close\r\n\r\n");
+    assert!(
+        status_line(&telemetry, &get).await.contains(" 401 "),
+        "no token, no page"
+    );
+
+    let data = tempfile::tempdir().unwrap();
+    let (_ingress, _, telemetry) = serve(data.path(), &cloud).await;
+    let get =
+        format!("GET /setup/status HTTP/1.1\r\nHost: {telemetry}\r\nConnection: close\r\n\r\n");
+    assert!(status_line(&telemetry, &get).await.contains(" 200 "));
+    let body = format!(r#"{{"email":"{EMAIL}"}}"#);
+    let post = format!(
+        "POST /setup/code HTTP/1.1\r\nHost: {telemetry}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    assert!(
+        status_line(&telemetry, &post).await.contains(" 403 "),
+        "no CSRF token"
+    );
+    assert!(
+        cloud.world().code_requests.is_empty(),
+        "nothing reached the cloud"
+    );
 }
