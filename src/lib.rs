@@ -20,6 +20,8 @@
 //!   task per device, the mesh routing registry.
 //! - [`transport`]: the `CommandTransport` seam, its paths (legacy, reliable) and the bridge-wide
 //!   `CommandOutcome`.
+//! - [`rollout`]: the controller that routes each command to the legacy or the reliable path
+//!   (sticky canary, shadow mode), keeps exact SLO counts and rolls back on its own.
 //! - [`bridge`]: the Home Assistant bridge's event loop over MQTT and the command transport.
 //! - [`config`]: the one typed config tree (defaults → TOML → `CYNC_*` env), validated once; it
 //!   builds every lower layer's own settings type.
@@ -37,6 +39,7 @@ pub mod config;
 pub mod device;
 pub mod mqtt;
 pub mod protocol;
+pub mod rollout;
 pub mod server;
 pub mod sim;
 pub mod telemetry;

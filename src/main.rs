@@ -30,6 +30,11 @@ enum Command {
     Doctor(cli::doctor::DoctorArgs),
     /// Ask a running bridge's /healthz; exit 0 when healthy, 1 otherwise (Docker HEALTHCHECK).
     Healthcheck(cli::healthcheck::HealthcheckArgs),
+    /// Canary, shadow and rollback of the running bridge: status, set PCT, mode M, rollback,
+    /// resume (through its admin endpoint).
+    Rollout(cli::rollout::RolloutArgs),
+    /// SLO report from the rollout evidence store: targets, budgets, burn rates, rollbacks.
+    Slo(cli::rollout::SloArgs),
     /// Run the bridge: the device listener (TLS, port 23779) and /metrics + /healthz.
     Serve(cli::serve::ServeArgs),
     /// Switch one device on or off through this process's own listener (stop `serve` first)
@@ -48,6 +53,8 @@ fn main() -> ExitCode {
         Command::Export(a) => cli::export::run(&a, &mut std::io::stdout()),
         Command::Doctor(a) => cli::doctor::run(&a, &mut std::io::stdout()),
         Command::Healthcheck(a) => cli::healthcheck::run(&a, &mut std::io::stdout()),
+        Command::Rollout(a) => cli::rollout::run(&a, &mut std::io::stdout()),
+        Command::Slo(a) => cli::rollout::run_slo(&a, &mut std::io::stdout()),
         Command::Serve(a) => cli::serve::run(&a),
         Command::Toggle(a) => cli::toggle::run(&a, &mut std::io::stdout()),
         Command::Sim(a) => cli::sim::run(&a),

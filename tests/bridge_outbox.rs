@@ -69,13 +69,9 @@ impl CommandTransport for FakeTransport {
                 }
             }
             CommandReport {
-                key: request.key,
-                outcome,
                 latency: Duration::from_millis(5),
-                correlation: request.correlation,
-                session: None,
-                via: None,
-                confirmed_by: None,
+                attempts: 1,
+                ..CommandReport::unsent(&request, outcome)
             }
         })
     }
@@ -136,7 +132,7 @@ fn start(dir: &std::path::Path) -> World {
         settings,
         registry,
         &services,
-        dyn_transport,
+        dyn_transport.into(),
         link,
         &TaskTracker::new(),
         shutdown.clone(),

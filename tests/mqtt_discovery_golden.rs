@@ -23,6 +23,7 @@ fn opts() -> DiscoveryOptions {
         bridge_id: bridge_device_id("cync_bridge"),
         legacy_color_mode_flag: false,
         color_temp_unit: ColorTempUnit::Kelvin,
+        rollout_slos: None,
     }
 }
 

@@ -192,6 +192,13 @@ fn busy_registry() -> Metrics {
     metrics.mqtt_published("state");
     metrics.mqtt_command("invalid");
     metrics.devices_available().set(4);
+    metrics.rollout_store_healthy().set(1);
+    metrics.rollout_store_error("locked");
+    metrics.rollout_store_written(12);
+    metrics
+        .rollout()
+        .slo("command_success", "reliable", Some(true), 0.5);
+    metrics.rollout().burn_rate("command_success", "1h", 2.0);
     session.close("idle_timeout");
     metrics
 }
@@ -223,6 +230,25 @@ fn every_family_is_announced_with_help_and_type_before_its_samples() {
         ("tcp_comm_mqtt_published_total", "counter"),
         ("tcp_comm_mqtt_commands_total", "counter"),
         ("tcp_comm_devices_available", "gauge"),
+        ("tcp_comm_rollout_store_healthy", "gauge"),
+        ("tcp_comm_rollout_store_errors_total", "counter"),
+        ("tcp_comm_rollout_store_writes_total", "counter"),
+        ("tcp_comm_canary_percentage", "gauge"),
+        ("tcp_comm_rollout_mode", "gauge"),
+        ("tcp_comm_routing_decision_total", "counter"),
+        ("tcp_comm_slo_compliance", "gauge"),
+        ("tcp_comm_slo_insufficient_data", "gauge"),
+        ("tcp_comm_error_budget_remaining", "gauge"),
+        ("tcp_comm_slo_burn_rate", "gauge"),
+        ("tcp_comm_rollback_total", "counter"),
+        ("tcp_comm_rollback_latched", "gauge"),
+        ("tcp_comm_rollout_evaluations_total", "counter"),
+        ("tcp_comm_rollout_failing_evaluations", "gauge"),
+        ("tcp_comm_shadow_outcome_total", "counter"),
+        ("tcp_comm_shadow_would_retry_total", "counter"),
+        ("tcp_comm_shadow_would_failover_total", "counter"),
+        ("tcp_comm_shadow_receipt_latency_seconds", "histogram"),
+        ("tcp_comm_shadow_response_latency_seconds", "histogram"),
     ];
     assert_eq!(families.len(), expected.len());
     let names: BTreeSet<&str> = Metrics::family_names().collect();
@@ -385,8 +411,20 @@ fn a_fresh_registry_has_every_fixed_vocabulary_series_at_zero_and_no_device_seri
         "tcp_comm_recv_queue_size",
         "tcp_comm_mqtt_connected",
         "tcp_comm_devices_available",
+        "tcp_comm_rollout_store_healthy",
+        "tcp_comm_rollout_store_writes_total",
+        "tcp_comm_canary_percentage",
+        "tcp_comm_rollback_latched",
+        "tcp_comm_rollout_failing_evaluations",
+        "tcp_comm_shadow_would_retry_total",
+        "tcp_comm_shadow_would_failover_total",
     ];
-    let fixed: [(&str, &str, &[&str]); 6] = [
+    // Unlabelled histograms: present with no observations.
+    let histograms = [
+        "tcp_comm_shadow_receipt_latency_seconds",
+        "tcp_comm_shadow_response_latency_seconds",
+    ];
+    let fixed: [(&str, &str, &[&str]); 12] = [
         (
             "tcp_comm_sessions_closed_total",
             "reason",
@@ -417,10 +455,45 @@ fn a_fresh_registry_has_every_fixed_vocabulary_series_at_zero_and_no_device_seri
             "transport",
             vocabulary::TRANSPORTS,
         ),
+        (
+            "tcp_comm_rollout_store_errors_total",
+            "kind",
+            vocabulary::ROLLOUT_STORE_ERROR_KINDS,
+        ),
+        ("tcp_comm_rollout_mode", "mode", vocabulary::ROLLOUT_MODES),
+        (
+            "tcp_comm_routing_decision_total",
+            "transport",
+            vocabulary::TRANSPORTS,
+        ),
+        (
+            "tcp_comm_rollback_total",
+            "reason",
+            vocabulary::ROLLBACK_REASONS,
+        ),
+        (
+            "tcp_comm_rollout_evaluations_total",
+            "verdict",
+            vocabulary::ROLLOUT_VERDICTS,
+        ),
+        (
+            "tcp_comm_shadow_outcome_total",
+            "outcome",
+            vocabulary::COMMAND_OUTCOMES,
+        ),
     ];
+    for name in histograms {
+        let family = &families[name];
+        assert!(family.help.is_some(), "{name}");
+        assert_eq!(
+            Metrics::new().sample_value(&format!("{name}_count")),
+            Some(0.0),
+            "{name}"
+        );
+    }
     assert_eq!(
         families.len(),
-        unlabelled.len() + fixed.len() + 1,
+        unlabelled.len() + histograms.len() + fixed.len() + 1,
         "{:?}",
         families.keys()
     );

@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use cync_bridge::rollout::store::StoreErrorKind;
 use cync_bridge::telemetry::vocabulary;
 use cync_bridge::transport::legacy::TRANSPORT_LABEL;
 use cync_bridge::transport::reliable::Policy;
@@ -121,6 +122,15 @@ fn every_command_outcome_and_transport_is_listed() {
     .map(|t| (*t).to_owned())
     .collect();
     assert_covered("transports", &transports, vocabulary::TRANSPORTS);
+}
+
+#[test]
+fn every_rollout_store_error_kind_is_listed() {
+    let kinds: BTreeSet<String> = StoreErrorKind::ALL
+        .iter()
+        .map(|k| k.as_str().to_owned())
+        .collect();
+    assert_eq!(kinds, set(vocabulary::ROLLOUT_STORE_ERROR_KINDS));
 }
 
 #[test]

@@ -66,6 +66,8 @@ pub(super) struct Runtime {
     pub(super) internal: mpsc::Sender<Internal>,
     pub(super) tracker: TaskTracker,
     pub(super) shutdown: CancellationToken,
+    /// The rollout controller, when one runs.
+    pub(super) rollout: Option<super::rollout::RolloutLink>,
     cleanup: Cleanup,
 }
 
@@ -92,6 +94,7 @@ impl Runtime {
             internal,
             tracker,
             shutdown,
+            rollout: None,
             cleanup: Cleanup::default(),
         }
     }
@@ -126,6 +129,7 @@ impl Runtime {
                 Some(d) = inputs.done.recv() => self.on_done(d),
                 Some(Internal::Republish) = inputs.internal.recv() => self.publish_all(),
                 _ = tick.tick() => self.on_tick(),
+                news = super::rollout::next(self.rollout.as_mut()) => self.on_rollout_news(news),
                 () = &mut cleanup, if !self.cleanup.done && self.out.connected() => self.cleanup(),
             }
         }
@@ -150,6 +154,7 @@ impl Runtime {
             self.publish_state(key, true);
         }
         self.publish_info();
+        self.publish_rollout_state(true);
     }
 
     /// A device's stored state, or a group's derived from its members'.
@@ -274,6 +279,9 @@ impl Runtime {
             }
             Some(Incoming::Command(key, command_topic)) => {
                 self.on_command(topic, key, command_topic, payload)
+            }
+            Some(Incoming::Rollout(rollout_topic)) => {
+                self.on_rollout_command(rollout_topic, payload)
             }
             Some(Incoming::HaStatus | Incoming::OwnDiscovery { .. }) | None => {}
         }

@@ -22,6 +22,7 @@ mod mailbox;
 mod publish;
 pub mod registry;
 pub mod render;
+pub mod rollout;
 mod settings;
 pub mod worker;
 
@@ -36,6 +37,7 @@ use crate::device::availability::AvailabilityPolicy;
 use crate::mqtt::client::{self, MqttConfigError, MqttEvent, MqttSettings, Outbox};
 use crate::mqtt::discovery::DiscoveryOptions;
 use crate::mqtt::topics::Topics;
+use crate::rollout::task::RolloutHandle;
 use crate::server::Services;
 use crate::transport::CommandTransport;
 use event_loop::{Inputs, Runtime};
@@ -75,13 +77,32 @@ impl BridgeSettings {
     }
 }
 
+/// Where the bridge's commands go: the command path, and the rollout controller behind it when
+/// one runs (its entities then appear on the bridge device in Home Assistant).
+#[derive(Debug)]
+pub struct Commands {
+    #[allow(missing_docs)]
+    pub transport: Arc<dyn CommandTransport>,
+    #[allow(missing_docs)]
+    pub rollout: Option<RolloutHandle>,
+}
+
+impl From<Arc<dyn CommandTransport>> for Commands {
+    fn from(transport: Arc<dyn CommandTransport>) -> Commands {
+        Commands {
+            transport,
+            rollout: None,
+        }
+    }
+}
+
 /// Connects to the broker and starts the bridge's event loop on `tracker`; both end when
 /// `shutdown` fires (the client publishes `offline` first).
 pub fn spawn(
     settings: BridgeSettings,
     registry: Registry,
     services: &Services,
-    transport: Arc<dyn CommandTransport>,
+    commands: Commands,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<(), MqttConfigError> {
@@ -89,7 +110,7 @@ pub fn spawn(
         client::spawn(&settings.mqtt, &settings.topics, tracker, shutdown.clone())?;
     let mqtt = MqttLink { outbox, events };
     spawn_with(
-        settings, registry, services, transport, mqtt, tracker, shutdown,
+        settings, registry, services, commands, mqtt, tracker, shutdown,
     );
     Ok(())
 }
@@ -109,7 +130,7 @@ pub fn spawn_with(
     settings: BridgeSettings,
     registry: Registry,
     services: &Services,
-    transport: Arc<dyn CommandTransport>,
+    commands: Commands,
     mqtt: MqttLink,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
@@ -119,7 +140,7 @@ pub fn spawn_with(
     let (done_tx, done) = mpsc::channel(1024);
     let (internal_tx, internal) = mpsc::channel(16);
     let ctx = Arc::new(WorkerContext {
-        transport,
+        transport: commands.transport,
         state: Arc::clone(&services.state),
         command_timeout: settings.command_timeout,
         group_confirm_timeout: settings.group_confirm_timeout,
@@ -140,7 +161,7 @@ pub fn spawn_with(
         settings.topics.clone(),
         settings.discovery.clone(),
     );
-    let runtime = Runtime::new(
+    let mut runtime = Runtime::new(
         settings,
         registry,
         services.clone(),
@@ -150,6 +171,7 @@ pub fn spawn_with(
         tracker.clone(),
         shutdown,
     );
+    runtime.rollout = commands.rollout.map(rollout::RolloutLink::new);
     let inputs = Inputs {
         events: mqtt.events,
         changes,

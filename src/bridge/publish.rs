@@ -90,6 +90,11 @@ impl Publisher {
         }
     }
 
+    /// Publishes a message the caller built and deduplicates itself.
+    pub(super) fn publish(&mut self, kind: &'static str, msg: Outgoing) {
+        self.send(kind, msg);
+    }
+
     fn send(&mut self, kind: &'static str, msg: Outgoing) {
         if !self.connected {
             return;

@@ -21,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::device::{Confirmation, DeviceKey, Expectation, StateStore};
-use crate::mqtt::topics::EntityKey;
+use crate::mqtt::topics::{EntityKey, EntityKind};
 use crate::protocol::Command;
-use crate::transport::{CommandOutcome, CommandRequest, CommandTransport};
+use crate::transport::{CommandOutcome, CommandRequest, CommandTransport, RouteKey};
 
 /// Commands waiting per entity behind the one being carried out; beyond that the oldest waiting
 /// one is superseded, never the newest.
@@ -166,6 +166,11 @@ async fn execute(ctx: &WorkerContext, job: Job) -> CommandOutcome {
         // The MQTT command's correlation id, so every Cync command it became logs under it.
         let request = CommandRequest {
             key: job.wire,
+            route: RouteKey {
+                home: job.entity.home,
+                id: job.entity.id,
+                group: job.entity.kind == EntityKind::Group,
+            },
             command: *command,
             timeout: ctx.command_timeout,
             correlation: job.correlation,

@@ -46,7 +46,10 @@ pub fn init_logging(config: &Config) -> anyhow::Result<()> {
     if let Some(reason) = &config.timezone.fallback_reason {
         tracing::warn!(%reason, "using UTC for the device clock (0xC8)");
     }
-    tracing::info!(transport = config.transport.mode.as_str(), "command path");
+    tracing::info!(
+        rollout_mode = config.rollout.configured.mode.as_str(),
+        "command path"
+    );
     Ok(())
 }
 

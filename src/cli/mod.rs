@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod export;
 pub mod healthcheck;
 pub mod probe;
+pub mod rollout;
 pub mod serve;
 pub mod setup;
 pub mod sim;

@@ -120,9 +120,17 @@ impl Running {
             })?;
         let telemetry_addr = endpoint.local_addr()?;
         server.spawn(&tracker, &health);
+        let rollout = crate::rollout::task::start(
+            &config.rollout,
+            config.transport.reliable,
+            &services,
+            &tracker,
+            shutdown.clone(),
+        );
         // State-changing endpoints (rollout admin, setup page) are added to this router.
-        let admin =
-            axum::Router::new().merge(super::setup::router(config, &services, access.csrf_token()));
+        let admin = axum::Router::new()
+            .merge(crate::rollout::admin::router(rollout.handle.clone()))
+            .merge(super::setup::router(config, &services, access.csrf_token()));
         let router =
             telemetry::endpoints::router(metrics, health.clone()).merge(access.protect(admin));
         tracker.spawn(telemetry::serve_router(
@@ -143,18 +151,15 @@ impl Running {
             shutdown,
         };
         if config.mqtt.enabled {
-            let transport = crate::transport::start(
-                config.transport.mode,
-                config.transport.reliable,
-                &running.services,
-                &running.tracker,
-                running.shutdown.clone(),
-            );
+            let commands = bridge::Commands {
+                transport: rollout.transport,
+                rollout: Some(rollout.handle),
+            };
             if let Err(error) = bridge::spawn(
                 config.bridge_settings(),
                 registry,
                 &running.services,
-                transport,
+                commands,
                 &running.tracker,
                 running.shutdown.clone(),
             ) {

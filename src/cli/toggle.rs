@@ -21,8 +21,11 @@ use tokio_util::task::TaskTracker;
 
 use super::common::{self, ConfigArgs};
 use crate::config::Config;
+use crate::config::TransportMode;
 use crate::device::{DeviceKey, HomeId};
 use crate::protocol::Command;
+use crate::rollout::assign::Path;
+use crate::rollout::control::{effective, Persisted};
 use crate::server::{DeviceServer, Services};
 use crate::telemetry::{Health, Metrics};
 use crate::transport::{CommandOutcome, CommandReport, CommandRequest};
@@ -45,8 +48,8 @@ pub struct ToggleArgs {
     /// Seconds to wait for a device that reaches the target to connect to this listener.
     #[arg(long, value_name = "SECS", value_parser = parse_seconds, default_value = "60")]
     pub route_timeout: Duration,
-    /// Command path [default: transport.mode]: `legacy` writes once, `reliable` retries
-    /// through every relay that reaches the device.
+    /// Command path [default: the device's path under the configured rollout mode and cohort]:
+    /// `legacy` writes once, `reliable` retries through every relay that reaches the device.
     #[arg(long, value_enum)]
     pub transport: Option<crate::config::TransportMode>,
     /// Home (mesh) id; every device is in home 0 until a device list defines homes.
@@ -136,7 +139,9 @@ async fn toggle(config: &Config, args: &ToggleArgs) -> anyhow::Result<CommandRep
     };
     let report = match routed {
         Ok(()) => {
-            let mode = args.transport.unwrap_or(config.transport.mode);
+            let mode = args
+                .transport
+                .unwrap_or_else(|| configured_path(config, request.route));
             let transport = crate::transport::start(
                 mode,
                 config.transport.reliable,
@@ -149,13 +154,8 @@ async fn toggle(config: &Config, args: &ToggleArgs) -> anyhow::Result<CommandRep
         Err(outcome) => {
             tracing::warn!(%outcome, "no connected device reaches the target");
             CommandReport {
-                key,
-                outcome,
                 latency: waiting.elapsed(),
-                correlation: request.correlation,
-                session: None,
-                via: None,
-                confirmed_by: None,
+                ..CommandReport::unsent(&request, outcome)
             }
         }
     };
@@ -173,5 +173,15 @@ async fn cancel_on_signal(cancel: CancellationToken) {
             }
             cancel.cancel();
         }
+    }
+}
+
+/// The path the configured rollout (mode, cohort; runtime changes and a latched rollback are the
+/// running bridge's, not read here) gives the device: shadow mode sends through legacy.
+fn configured_path(config: &Config, route: crate::transport::RouteKey) -> TransportMode {
+    let routing = effective(&config.rollout.configured, &Persisted::default());
+    match routing.path(route) {
+        Path::Legacy => TransportMode::Legacy,
+        Path::Reliable => TransportMode::Reliable,
     }
 }

@@ -38,6 +38,7 @@ impl Config {
                 bridge_id: bridge_device_id(&m.node_id),
                 legacy_color_mode_flag: m.legacy_color_mode_flag,
                 color_temp_unit: m.color_temp_unit,
+                rollout_slos: Some(self.rollout.slos.iter().map(|s| s.name).collect()),
             },
             birth_delay: m.birth_delay,
             cleanup_delay: m.cleanup_delay,

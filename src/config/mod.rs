@@ -26,6 +26,8 @@ mod build;
 mod env;
 mod mqtt;
 mod raw;
+mod rollout;
+pub use rollout::parse_window;
 pub mod value;
 
 use std::net::SocketAddr;
@@ -39,6 +41,7 @@ use figment::Figment;
 
 pub use crate::bridge::{DeviceOverride, DevicesSettings};
 pub use crate::device::StoreSettings;
+pub use crate::rollout::settings::RolloutSettings;
 pub use crate::server::IpNet;
 pub use crate::server::{DeviceServerSettings, ServerSettings};
 use crate::transport::backoff::Backoff;
@@ -69,6 +72,9 @@ pub const SECTIONS: &[&str] = &[
     "state",
     "mqtt",
     "devices",
+    "rollout",
+    "slo",
+    "rollback",
     "cloud",
 ];
 
@@ -93,6 +99,8 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// `[devices]`.
     pub devices: DevicesSettings,
+    /// `[rollout]`, `[slo]`, `[rollback]` (and `[transport] mode`).
+    pub rollout: RolloutSettings,
     /// `[cloud]`.
     pub cloud: crate::cloud::CloudSettings,
 }
@@ -255,6 +263,7 @@ pub fn figment(file: &ConfigFile) -> Result<Figment, ConfigError> {
         RawConfig::default(),
     ))
     .merge(Toml::file(path))
+    .merge(rollout::Aliases::from_vars(std::env::vars()))
     .merge(env))
 }
 
@@ -290,6 +299,7 @@ pub fn validate(figment: &Figment) -> Result<Config, ConfigError> {
         state: check.state(&raw.state)?,
         mqtt: check.mqtt(&raw.mqtt)?,
         devices: check.devices(&raw.devices, Path::new(&raw.data_dir))?,
+        rollout: check.rollout_settings(&raw)?,
         cloud: check.cloud(&raw.cloud)?,
     })
 }
@@ -368,6 +378,7 @@ impl Check<'_> {
             allow_device_ids: device_ids,
             allow_networks: networks,
             plain_tcp_debug: r.plain_tcp_debug,
+            counter_seed: None,
         })
     }
 
@@ -425,17 +436,8 @@ impl Check<'_> {
         })
     }
 
+    /// `[transport]`; its `mode` is the rollout mode and is validated with `[rollout]`.
     fn transport(&self, r: &RawTransport) -> Result<TransportSettings, ConfigError> {
-        let mode = match r.mode.as_str() {
-            "reliable" => TransportMode::Reliable,
-            "legacy" => TransportMode::Legacy,
-            other => {
-                return Err(self.fail(
-                    "transport.mode",
-                    format!("{other:?} is not a transport (expected \"reliable\" or \"legacy\")"),
-                ))
-            }
-        };
         let command_timeout =
             self.positive_duration("transport.command_timeout", &r.command_timeout)?;
         let overflow = match r.overflow.as_str() {
@@ -479,7 +481,6 @@ impl Check<'_> {
             overflow,
         };
         Ok(TransportSettings {
-            mode,
             command_timeout,
             reliable,
         })
@@ -599,6 +600,9 @@ fn origin(metadata: Option<&figment::Metadata>, path: &[&str]) -> String {
     };
     if let Some(figment::Source::File(file)) = &md.source {
         return format!("file {}", file.display());
+    }
+    if md.name == rollout::ALIAS_ORIGIN {
+        return md.name.to_string();
     }
     if md.name.contains("environment") {
         return format!(

@@ -33,6 +33,12 @@ pub struct RawConfig {
     pub mqtt: RawMqtt,
     /// `[devices]`.
     pub devices: RawDevices,
+    /// `[rollout]`.
+    pub rollout: super::rollout::RawRollout,
+    /// `[slo]`.
+    pub slo: super::rollout::RawSlo,
+    /// `[rollback]`.
+    pub rollback: super::rollout::RawRollback,
     /// `[cloud]`.
     pub cloud: RawCloud,
 }
@@ -49,6 +55,9 @@ impl Default for RawConfig {
             state: RawState::default(),
             mqtt: RawMqtt::default(),
             devices: RawDevices::default(),
+            rollout: Default::default(),
+            slo: Default::default(),
+            rollback: Default::default(),
             cloud: RawCloud::default(),
         }
     }

@@ -4,6 +4,7 @@ use figment::providers::{Format, Serialized, Toml};
 
 use super::*;
 use crate::protocol::PeerId;
+use crate::rollout::control::Mode;
 
 fn from_toml(text: &str) -> Result<Config, ConfigError> {
     validate(&Figment::from(Serialized::defaults(RawConfig::default())).merge(Toml::string(text)))
@@ -24,7 +25,7 @@ fn defaults_are_valid_and_typed() {
     assert_eq!(c.server.session_open_delay, Duration::from_millis(500));
     assert_eq!(c.telemetry.listen, "127.0.0.1:9464".parse().unwrap());
     assert_eq!(c.telemetry.log_format, LogFormat::Json);
-    assert_eq!(c.transport.mode, TransportMode::Reliable);
+    assert_eq!(c.rollout.configured.mode, Mode::Reliable);
     assert_eq!(c.transport.command_timeout, Duration::from_secs(5));
     assert!(!c.server.plain_tcp_debug);
     assert!(c.tls.cert.is_none());
@@ -68,7 +69,7 @@ fn a_file_overrides_defaults_section_by_section() {
     );
     assert!(c.server.allow_networks[0].contains("192.168.1.9".parse().unwrap()));
     assert_eq!(c.telemetry.log_format, LogFormat::Human);
-    assert_eq!(c.transport.mode, TransportMode::Legacy);
+    assert_eq!(c.rollout.configured.mode, Mode::Legacy);
     // Untouched keys keep their defaults.
     assert_eq!(c.server.handshake_timeout, Duration::from_secs(10));
 }

@@ -32,7 +32,7 @@ pub const ORIGIN: Origin = Origin {
 
 /// `device` block.
 #[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct DeviceInfo {
+pub(crate) struct DeviceInfo {
     identifiers: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     connections: Vec<(&'static str, String)>,
@@ -52,25 +52,25 @@ pub struct DeviceInfo {
 /// One entry of the `availability` list.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Availability {
-    topic: String,
+    pub(crate) topic: String,
 }
 
 /// Fields shared by every entity.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct EntityBase {
     /// `null`: the entity is the device's main feature and takes the device's name.
-    name: Option<String>,
-    unique_id: String,
-    default_entity_id: String,
-    availability: Vec<Availability>,
-    availability_mode: &'static str,
-    device: DeviceInfo,
-    origin: Origin,
-    qos: u8,
+    pub(crate) name: Option<String>,
+    pub(crate) unique_id: String,
+    pub(crate) default_entity_id: String,
+    pub(crate) availability: Vec<Availability>,
+    pub(crate) availability_mode: &'static str,
+    pub(crate) device: DeviceInfo,
+    pub(crate) origin: Origin,
+    pub(crate) qos: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
-    json_attributes_topic: Option<String>,
+    pub(crate) json_attributes_topic: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    entity_category: Option<&'static str>,
+    pub(crate) entity_category: Option<&'static str>,
 }
 
 /// JSON-schema light (https://www.home-assistant.io/integrations/light.mqtt/#json-schema).
@@ -196,6 +196,9 @@ pub struct DiscoveryOptions {
     pub legacy_color_mode_flag: bool,
     /// Kelvin for HA 2025.1+, mireds for older releases.
     pub color_temp_unit: ColorTempUnit,
+    /// The SLO names of the rollout controller's budget sensors; `None` publishes no rollout
+    /// entities (no controller running, e.g. in tests of the device entities alone).
+    pub rollout_slos: Option<Vec<&'static str>>,
 }
 
 /// The unique id of an entity: `cync_<home>_<id>` or `cync_<home>_group_<id>`.
@@ -395,9 +398,31 @@ pub fn bridge_device_id(node_id: &str) -> String {
     node_id.to_string()
 }
 
+/// The device block of the bridge itself, shared by its diagnostics and the rollout entities.
+pub(crate) fn bridge_device(opts: &DiscoveryOptions) -> DeviceInfo {
+    DeviceInfo {
+        identifiers: vec![opts.bridge_id.clone()],
+        connections: Vec::new(),
+        name: "Cync Bridge".to_string(),
+        manufacturer: "cync-bridge",
+        model: "Local Cync bridge".to_string(),
+        sw_version: Some(ORIGIN.sw_version.to_string()),
+        suggested_area: None,
+        via_device: None,
+    }
+}
+
 /// The bridge's own device: diagnostic sensors for version, connected relays and devices
 /// online, read from the retained JSON on `<base>/bridge/info`.
 pub fn bridge_configs(topics: &Topics, opts: &DiscoveryOptions) -> Vec<Discovery> {
+    let mut configs = bridge_sensors(topics, opts);
+    if let Some(slos) = &opts.rollout_slos {
+        configs.extend(super::rollout::rollout_configs(topics, opts, slos));
+    }
+    configs
+}
+
+fn bridge_sensors(topics: &Topics, opts: &DiscoveryOptions) -> Vec<Discovery> {
     let sensors = [
         ("version", "Version", "{{ value_json.version }}"),
         ("relays", "Connected relays", "{{ value_json.relays }}"),
@@ -420,16 +445,7 @@ pub fn bridge_configs(topics: &Topics, opts: &DiscoveryOptions) -> Vec<Discovery
                         topic: topics.bridge_state(),
                     }],
                     availability_mode: "all",
-                    device: DeviceInfo {
-                        identifiers: vec![opts.bridge_id.clone()],
-                        connections: Vec::new(),
-                        name: "Cync Bridge".to_string(),
-                        manufacturer: "cync-bridge",
-                        model: "Local Cync bridge".to_string(),
-                        sw_version: Some(ORIGIN.sw_version.to_string()),
-                        suggested_area: None,
-                        via_device: None,
-                    },
+                    device: bridge_device(opts),
                     origin: ORIGIN,
                     qos: 1,
                     json_attributes_topic: None,

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod command;
 pub mod discovery;
+pub mod rollout;
 pub mod state;
 pub mod topics;
 pub mod units;

@@ -4,6 +4,7 @@
 //! (the prefix is shared with zigbee2mqtt and others, whose entities must never be touched).
 
 use super::command::CommandTopic;
+use super::rollout::RolloutTopic;
 use std::fmt;
 
 /// What an entity addresses: one device or one Cync group, in one home.
@@ -66,6 +67,8 @@ pub enum Incoming {
     HaStatus,
     /// A command for an entity, and which of its command topics it came on.
     Command(EntityKey, CommandTopic),
+    /// A command for the rollout controller.
+    Rollout(RolloutTopic),
     /// One of this bridge's own retained discovery configs (seen at start-up for cleanup).
     OwnDiscovery {
         /// HA component (`light`, `switch`, …).
@@ -134,6 +137,21 @@ impl Topics {
         format!("{}/bridge/info", self.base)
     }
 
+    /// Retained JSON state of the rollout controller.
+    pub fn rollout_state(&self) -> String {
+        format!("{}/bridge/rollout", self.base)
+    }
+
+    /// One non-retained message per change of routing (rollback, resume, runtime change).
+    pub fn rollout_event(&self) -> String {
+        format!("{}/bridge/rollout/event", self.base)
+    }
+
+    /// A rollout command topic.
+    pub fn rollout_set(&self, topic: RolloutTopic) -> String {
+        format!("{}/bridge/rollout/{}/set", self.base, topic.as_str())
+    }
+
     /// Discovery config topic of one entity.
     pub fn discovery(&self, component: &str, object_id: &str) -> String {
         format!(
@@ -154,6 +172,7 @@ impl Topics {
             format!("{}/+/set", self.base),
             format!("{}/+/percentage/set", self.base),
             format!("{}/+/preset/set", self.base),
+            format!("{}/bridge/rollout/+/set", self.base),
             // Our own retained configs: stale-config cleanup learns from them what we
             // published before this start.
             self.own_discovery_filter(),
@@ -189,6 +208,9 @@ impl Topics {
             .and_then(|r| r.strip_prefix('/'))?;
         let parts: Vec<&str> = rest.split('/').collect();
         match parts[..] {
+            ["bridge", "rollout", segment, "set"] => {
+                RolloutTopic::parse(segment).map(Incoming::Rollout)
+            }
             [key, "set"] => EntityKey::parse(key).map(|k| Incoming::Command(k, CommandTopic::Set)),
             [key, "percentage", "set"] => {
                 EntityKey::parse(key).map(|k| Incoming::Command(k, CommandTopic::FanPercentage))

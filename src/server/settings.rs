@@ -53,6 +53,11 @@ pub struct ServerSettings {
     pub allow_networks: Vec<IpNet>,
     /// Serve plain TCP instead of TLS (debugging with socat or a capture tool only).
     pub plain_tcp_debug: bool,
+    /// Start every session's msg-id and tx counters from values derived from this seed and
+    /// the session id instead of random ones, so two runs send byte-identical packets (the
+    /// shadow-mode test compares devices' byte logs). `None` everywhere but in tests: random
+    /// starts keep a receipt from an earlier connection from matching a new command.
+    pub counter_seed: Option<u64>,
 }
 
 /// Everything [`super::DeviceServer::bind`] needs.

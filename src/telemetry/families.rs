@@ -42,6 +42,12 @@ impl Handle for metrics::Histogram {
 }
 
 /// Registers the series of `name` without labels.
+impl Handle for metrics::Gauge {
+    fn register(recorder: &PrometheusRecorder, key: &Key) -> Self {
+        recorder.register_gauge(key, &METADATA)
+    }
+}
+
 pub(crate) fn single<M: Handle>(recorder: &PrometheusRecorder, name: &'static str) -> M {
     M::register(recorder, &Key::from_static_name(name))
 }

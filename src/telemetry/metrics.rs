@@ -31,6 +31,7 @@ use metrics::{Counter, Histogram, KeyName, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use super::families::{single, Family, Gauge, Handle};
+use super::rollout::{Rollout, RolloutMetrics};
 use super::vocabulary as vocab;
 
 /// Upper bounds (seconds, inclusive) of every latency histogram's buckets.
@@ -85,6 +86,9 @@ const MQTT_CONNECTED: &str = "tcp_comm_mqtt_connected";
 const MQTT_PUBLISHED: &str = "tcp_comm_mqtt_published_total";
 const MQTT_COMMANDS: &str = "tcp_comm_mqtt_commands_total";
 const DEVICES_AVAILABLE: &str = "tcp_comm_devices_available";
+const ROLLOUT_STORE_HEALTHY: &str = "tcp_comm_rollout_store_healthy";
+const ROLLOUT_STORE_ERRORS: &str = "tcp_comm_rollout_store_errors_total";
+const ROLLOUT_STORE_WRITES: &str = "tcp_comm_rollout_store_writes_total";
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -95,7 +99,7 @@ enum Kind {
 
 /// Every family with its kind and HELP text; the unit follows from the kind (histograms measure
 /// seconds, the rest are counts).
-const DESCRIPTIONS: [(&str, Kind, &str); 23] = [
+const DESCRIPTIONS: [(&str, Kind, &str); 26] = [
     (PACKET_SENT, Kind::Counter, "Packets written to device sessions, by device and outcome."),
     (PACKET_RECV, Kind::Counter, "Packets read from device sessions, by device and outcome."),
     (PACKET_LATENCY, Kind::Histogram, "Time from sending a device packet that expects an answer to receiving the answer, by device."),
@@ -119,6 +123,9 @@ const DESCRIPTIONS: [(&str, Kind, &str); 23] = [
     (MQTT_PUBLISHED, Kind::Counter, "Messages handed to the MQTT client, by kind (discovery, state, availability, attributes, bridge)."),
     (MQTT_COMMANDS, Kind::Counter, "Commands received over MQTT, by result (accepted, superseded, invalid, unknown_entity, disabled)."),
     (DEVICES_AVAILABLE, Kind::Gauge, "Devices currently available in Home Assistant."),
+    (ROLLOUT_STORE_HEALTHY, Kind::Gauge, "1 while the rollout evidence store's last flush reached the disk."),
+    (ROLLOUT_STORE_ERRORS, Kind::Counter, "Failed rollout store opens and flushes, and records dropped at its full queue, by kind."),
+    (ROLLOUT_STORE_WRITES, Kind::Counter, "Rollout evidence records (command counts and wire counts) committed to the store."),
 ];
 
 /// A shared handle on all of the bridge's metrics. Clone it freely (one `Arc`); every method takes
@@ -155,6 +162,14 @@ struct Inner {
     mqtt_published: Family<Counter>,
     mqtt_commands: Family<Counter>,
     devices_available: Gauge,
+    rollout_store_healthy: Gauge,
+    rollout_store_errors: Family<Counter>,
+    rollout_store_writes: Counter,
+    rollout: RolloutMetrics,
+    /// Frames read and frames that failed to decode, over all devices: the decode-error SLO's
+    /// counts, read by the rollout controller without walking the device-labelled families.
+    frames_received: AtomicU64,
+    frames_undecodable: AtomicU64,
 }
 
 fn recorder() -> PrometheusRecorder {
@@ -218,6 +233,12 @@ impl Inner {
             mqtt_published: fixed(MQTT_PUBLISHED, "kind"),
             mqtt_commands: fixed(MQTT_COMMANDS, "result"),
             devices_available: Gauge::register(r, DEVICES_AVAILABLE),
+            rollout_store_healthy: Gauge::register(r, ROLLOUT_STORE_HEALTHY),
+            rollout_store_errors: fixed(ROLLOUT_STORE_ERRORS, "kind"),
+            rollout_store_writes: single(r, ROLLOUT_STORE_WRITES),
+            rollout: RolloutMetrics::new(r),
+            frames_received: AtomicU64::new(0),
+            frames_undecodable: AtomicU64::new(0),
             recorder,
         };
         inner.init_fixed_vocabularies();
@@ -240,6 +261,8 @@ impl Inner {
             .init(r, vocab::MQTT_PUBLISH_KINDS, &[""]);
         self.mqtt_commands
             .init(r, vocab::MQTT_COMMAND_RESULTS, &[""]);
+        self.rollout_store_errors
+            .init(r, vocab::ROLLOUT_STORE_ERROR_KINDS, &[""]);
     }
 
     fn observe(&self, family: &Family<Histogram>, first: &str, latency: Duration) {
@@ -282,7 +305,26 @@ impl Metrics {
     /// device-labelled family appears in [`render`](Self::render) only after its first device):
     /// for checking that dashboards and alert rules query only what exists.
     pub fn family_names() -> impl Iterator<Item = &'static str> {
-        DESCRIPTIONS.iter().map(|(name, _, _)| *name)
+        DESCRIPTIONS
+            .iter()
+            .map(|(name, _, _)| *name)
+            .chain(RolloutMetrics::family_names())
+    }
+
+    /// The rollout controller's families.
+    pub fn rollout(&self) -> Rollout<'_> {
+        Rollout {
+            families: &self.inner.rollout,
+            recorder: &self.inner.recorder,
+        }
+    }
+
+    /// Frames read from devices and, of those, frames that could not be decoded, since start.
+    pub fn frame_totals(&self) -> (u64, u64) {
+        (
+            self.inner.frames_received.load(Ordering::Relaxed),
+            self.inner.frames_undecodable.load(Ordering::Relaxed),
+        )
     }
 
     /// Counts a packet written to `device_id`'s session (`tcp_comm_packet_sent_total`).
@@ -293,6 +335,7 @@ impl Metrics {
 
     /// Counts a packet read from `device_id`'s session (`tcp_comm_packet_recv_total`).
     pub fn packet_recv(&self, device_id: &str, outcome: &'static str) {
+        self.inner.frames_received.fetch_add(1, Ordering::Relaxed);
         self.inner
             .count(&self.inner.packet_recv, device_id, outcome);
     }
@@ -311,6 +354,9 @@ impl Metrics {
 
     /// Counts a frame that could not be decoded (`tcp_comm_decode_errors_total`).
     pub fn decode_error(&self, device_id: &str, reason: &'static str) {
+        self.inner
+            .frames_undecodable
+            .fetch_add(1, Ordering::Relaxed);
         self.inner
             .count(&self.inner.decode_errors, device_id, reason);
     }
@@ -409,6 +455,22 @@ impl Metrics {
     /// Devices available in Home Assistant (`tcp_comm_devices_available`).
     pub fn devices_available(&self) -> &Gauge {
         &self.inner.devices_available
+    }
+
+    /// Whether the rollout store's last flush reached the disk (`tcp_comm_rollout_store_healthy`).
+    pub fn rollout_store_healthy(&self) -> &Gauge {
+        &self.inner.rollout_store_healthy
+    }
+
+    /// Counts a failed rollout store operation or a dropped record
+    /// (`tcp_comm_rollout_store_errors_total`).
+    pub fn rollout_store_error(&self, kind: &'static str) {
+        self.inner.count(&self.inner.rollout_store_errors, kind, "");
+    }
+
+    /// Counts records committed by one flush (`tcp_comm_rollout_store_writes_total`).
+    pub fn rollout_store_written(&self, records: u64) {
+        self.inner.rollout_store_writes.increment(records);
     }
 
     /// The Prometheus text exposition (format 0.0.4) of every series that exists, as the exporter

@@ -28,6 +28,7 @@ pub mod health;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod rollout;
 pub mod vocabulary;
 
 pub use families::Gauge;

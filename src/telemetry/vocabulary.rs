@@ -13,8 +13,19 @@
 //!
 //! [`Metrics::new`]: super::Metrics::new
 
-/// `transport` label: `Policy::reliable().name`, `Policy::legacy().name`.
+/// `transport` label: `Policy::reliable().name`, `Policy::legacy().name`, and `shadow` for what
+/// the reliable path would have done with legacy's commands (never transmitted).
 pub const TRANSPORTS: &[&str] = &["reliable", "legacy"];
+
+/// `mode` of `tcp_comm_rollout_mode`: every `rollout::control::Mode::as_str`.
+pub const ROLLOUT_MODES: &[&str] = &["legacy", "shadow", "canary", "reliable"];
+
+/// `reason` of `tcp_comm_rollback_total`: by hand, or the `slo_name` of the failing fast check.
+pub const ROLLBACK_REASONS: &[&str] = &["manual", "command_success", "command_latency"];
+
+/// `verdict` of `tcp_comm_rollout_evaluations_total`: every detector verdict, plus `held` for an
+/// evaluation that could not count (latched, not a canary, disabled, no evidence).
+pub const ROLLOUT_VERDICTS: &[&str] = &["pass", "insufficient", "house_wide", "fail", "held"];
 
 /// `outcome` of `tcp_comm_command_total`: every `CommandOutcome::as_str`.
 pub const COMMAND_OUTCOMES: &[&str] = &[
@@ -68,3 +79,7 @@ pub const QUEUE_TYPES: &[&str] = &["send", "command_events", "command", "transpo
 
 /// `outcome` of `tcp_comm_packet_sent_total` (device-labelled: listed, not pre-created).
 pub const PACKET_SENT_OUTCOMES: &[&str] = &["ok", "dropped"];
+
+/// `kind` of `tcp_comm_rollout_store_errors_total`: every `StoreErrorKind::as_str`.
+pub const ROLLOUT_STORE_ERROR_KINDS: &[&str] =
+    &["open", "corrupt", "locked", "full", "io", "dropped"];

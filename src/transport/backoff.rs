@@ -17,14 +17,18 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// The delay before retry `attempt` without jitter: `min(cap, base·2^attempt)`.
+    pub fn base_delay(&self, attempt: u32) -> Duration {
+        self.base
+            .checked_mul(1u32 << attempt.min(20))
+            .unwrap_or(self.cap)
+            .min(self.cap)
+    }
+
     /// Delay before retry number `attempt` (0 = first retry): `min(cap, base·2^attempt)`,
     /// then ±`jitter` of that, never above `cap`.
     pub fn delay(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
-        let exp = self
-            .base
-            .checked_mul(1u32 << attempt.min(20))
-            .unwrap_or(self.cap)
-            .min(self.cap);
+        let exp = self.base_delay(attempt);
         let jitter = self.jitter.clamp(0.0, 1.0);
         if jitter == 0.0 {
             return exp;

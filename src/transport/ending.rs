@@ -63,6 +63,7 @@ impl Ending {
         attempts: u32,
     ) {
         let outcome = report.outcome;
+        report.attempts = attempts;
         if outcome != CommandOutcome::Success {
             report.confirmed_by = None;
         } else if report.confirmed_by == Some(ConfirmedBy::Response) {

@@ -44,6 +44,9 @@ pub struct LegacyTransport {
 struct Waited {
     outcome: CommandOutcome,
     confirmed_by: Option<ConfirmedBy>,
+    /// When the first 0x7B receipt arrived.
+    receipt: Option<Instant>,
+    queue_full: bool,
 }
 
 impl LegacyTransport {
@@ -79,15 +82,7 @@ impl LegacyTransport {
     async fn run(&self, request: CommandRequest, cancel: &CancellationToken) -> CommandReport {
         let started = Instant::now();
         let deadline = started + request.timeout;
-        let mut report = CommandReport {
-            key: request.key,
-            outcome: CommandOutcome::NoRoute,
-            latency: Default::default(),
-            correlation: request.correlation,
-            session: None,
-            via: None,
-            confirmed_by: None,
-        };
+        let mut report = CommandReport::unsent(&request, CommandOutcome::NoRoute);
         if let Some(session) = self.routes.preferred(&request.key) {
             report.session = Some(session.id());
             report.via = Some(session.device());
@@ -96,6 +91,8 @@ impl LegacyTransport {
                 .await;
             report.outcome = waited.outcome;
             report.confirmed_by = waited.confirmed_by;
+            report.receipt_after = waited.receipt.map(|at| at.duration_since(started));
+            report.queue_full = waited.queue_full;
         }
         report.latency = started.elapsed();
         let attempts = u32::from(report.session.is_some());
@@ -130,6 +127,8 @@ impl LegacyTransport {
             return Waited {
                 outcome: CommandOutcome::SendError,
                 confirmed_by: None,
+                receipt: None,
+                queue_full: matches!(error, SubmitError::Full(_)),
             };
         }
         let op = request.command.frame_op();
@@ -146,11 +145,13 @@ async fn wait(
     deadline: Instant,
     cancel: &CancellationToken,
 ) -> Waited {
-    let done = |outcome, confirmed_by| Waited {
+    let mut receipt: Option<Instant> = None;
+    let done = |outcome, confirmed_by, receipt| Waited {
         outcome,
         confirmed_by,
+        receipt,
+        queue_full: false,
     };
-    let mut receipt = false;
     let mut session_listening = true;
     loop {
         // Biased: when the response and a confirming report are both ready (they often share a
@@ -160,16 +161,18 @@ async fn wait(
             biased;
             // cancel-safe: recv only removes an update when it returns it.
             update = updates.recv(), if session_listening => match update.map(|u| u.event) {
-                Some(CommandEvent::Receipt { .. }) => receipt = true,
+                Some(CommandEvent::Receipt { .. }) => {
+                    receipt.get_or_insert_with(Instant::now);
+                }
                 Some(CommandEvent::Response { op: echoed, status: 0, .. }) if echoed == op => {
-                    return done(CommandOutcome::Success, Some(ConfirmedBy::Response));
+                    return done(CommandOutcome::Success, Some(ConfirmedBy::Response), receipt);
                 }
                 Some(CommandEvent::Response { op: echoed, status, .. }) => tracing::warn!(
                     echoed_op = echoed, status, "response with an unexpected op or status; waiting for a report"
                 ),
                 Some(CommandEvent::SessionClosed { reason }) => {
                     tracing::warn!(reason = reason.as_str(), "session closed before the command was answered");
-                    return done(CommandOutcome::SendError, None);
+                    return done(CommandOutcome::SendError, None, receipt);
                 }
                 Some(CommandEvent::Sent { seq }) => tracing::debug!(msg_id = %seq.msg, tx = seq.tx, "sent"),
                 // The session forgot the command (its inflight table overflowed): only a report
@@ -178,12 +181,12 @@ async fn wait(
             },
             // cancel-safe: the oneshot receiver stays in `confirmation` between turns.
             confirmed = confirmed(confirmation) => {
-                return done(CommandOutcome::Success, Some(ConfirmedBy::Report(confirmed.source)));
+                return done(CommandOutcome::Success, Some(ConfirmedBy::Report(confirmed.source)), receipt);
             }
-            () = cancel.cancelled() => return done(CommandOutcome::Cancelled, None),
+            () = cancel.cancelled() => return done(CommandOutcome::Cancelled, None, receipt),
             () = sleep_until(deadline) => {
-                let outcome = if receipt { CommandOutcome::NoResponse } else { CommandOutcome::Timeout };
-                return done(outcome, None);
+                let outcome = if receipt.is_some() { CommandOutcome::NoResponse } else { CommandOutcome::Timeout };
+                return done(outcome, None, receipt);
             }
         }
     }

@@ -43,11 +43,47 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The name a command is routed by: the topic id users see (`1000-10`, `1000-group-32769`), so
+/// that a rollout cohort, include and exclude list are written in the ids of Home Assistant's
+/// MQTT topics rather than in wire keys (every session is in the default home on the wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteKey {
+    /// The cloud home id (0 when no device file names one).
+    pub home: u64,
+    /// Mesh id or group id.
+    pub id: u16,
+    /// A Cync group rather than one device.
+    pub group: bool,
+}
+
+impl RouteKey {
+    /// The route key of a wire address, when nothing better is known (a device, never a group).
+    pub fn of_device(key: DeviceKey) -> RouteKey {
+        RouteKey {
+            home: key.home.0,
+            id: key.mesh.0,
+            group: false,
+        }
+    }
+}
+
+impl std::fmt::Display for RouteKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.group {
+            write!(f, "{}-group-{}", self.home, self.id)
+        } else {
+            write!(f, "{}-{}", self.home, self.id)
+        }
+    }
+}
+
 /// One command for one device.
 #[derive(Clone, Copy, Debug)]
 pub struct CommandRequest {
     /// The device (or group) addressed.
     pub key: DeviceKey,
+    /// What a rollout routes it by.
+    pub route: RouteKey,
     /// What to send. Its target should equal `key.mesh`.
     pub command: Command,
     /// Overall deadline, from submission to outcome.
@@ -61,6 +97,7 @@ impl CommandRequest {
     pub fn new(key: DeviceKey, command: Command, timeout: Duration) -> Self {
         CommandRequest {
             key,
+            route: RouteKey::of_device(key),
             command,
             timeout,
             correlation: new_correlation_id(),
@@ -94,6 +131,30 @@ pub struct CommandReport {
     pub via: Option<PeerId>,
     /// What confirmed it, on success.
     pub confirmed_by: Option<ConfirmedBy>,
+    /// Packets written for it (0: it never left the bridge).
+    pub attempts: u32,
+    /// From submission to the first 0x7B receipt, if one came.
+    pub receipt_after: Option<Duration>,
+    /// A full queue on its way refused it (its outcome says how it ended).
+    pub queue_full: bool,
+}
+
+impl CommandReport {
+    /// A report of `request` that has not been sent anywhere yet.
+    pub fn unsent(request: &CommandRequest, outcome: CommandOutcome) -> CommandReport {
+        CommandReport {
+            key: request.key,
+            outcome,
+            latency: Duration::ZERO,
+            correlation: request.correlation,
+            session: None,
+            via: None,
+            confirmed_by: None,
+            attempts: 0,
+            receipt_after: None,
+            queue_full: false,
+        }
+    }
 }
 
 /// A command's outcome, still to come; boxed so that the bridge can hold any path (legacy,
@@ -202,8 +263,6 @@ impl TransportMode {
 /// `[transport]`, validated.
 #[derive(Clone, Copy, Debug)]
 pub struct TransportSettings {
-    #[allow(missing_docs)]
-    pub mode: TransportMode,
     /// Overall deadline of one command, from submission to outcome.
     pub command_timeout: Duration,
     /// The reliable path's attempt timeout, retries, backoff and per-device queue.

@@ -363,6 +363,15 @@ impl<S: Copy + Eq + Hash, K: Copy + Eq + Hash> Transport<S, K> {
         }
     }
 
+    /// The command in flight that sent `msg` on `session`, if any.
+    pub fn command_of_receipt(&self, session: S, msg: MsgId) -> Option<CommandId> {
+        let key = self.by_msg.get(&(session, msg))?;
+        self.lanes
+            .get(key)
+            .and_then(|l| l.active.as_ref())
+            .map(|inf| inf.id)
+    }
+
     /// True when `id` is the command `key` has in flight (not queued, not ended).
     fn is_active(&self, key: K, id: CommandId) -> bool {
         self.lanes

@@ -96,7 +96,7 @@ impl ReliableTransport {
         cancel: &CancellationToken,
     ) -> CommandReport {
         let (reply, outcome) = oneshot::channel();
-        let cancelled = report(&request, CommandOutcome::Cancelled, Duration::ZERO);
+        let cancelled = CommandReport::unsent(&request, CommandOutcome::Cancelled);
         tokio::select! {
             sent = self.submit.send(Submission { request, reply }) => {
                 if sent.is_err() {
@@ -112,22 +112,11 @@ impl ReliableTransport {
     }
 }
 
-fn report(request: &CommandRequest, outcome: CommandOutcome, latency: Duration) -> CommandReport {
-    CommandReport {
-        key: request.key,
-        outcome,
-        latency,
-        correlation: request.correlation,
-        session: None,
-        via: None,
-        confirmed_by: None,
-    }
-}
-
 struct Waiting {
     request: CommandRequest,
     reply: oneshot::Sender<CommandReport>,
     report: CommandReport,
+    started: Instant,
     /// Stops this command's confirmation waiter when the command ends another way, so the
     /// store's waiter slot is freed and shutdown never waits on it.
     watch: CancellationToken,
@@ -193,28 +182,33 @@ impl Driver {
             Instant::now().into_std(),
             &routes,
         );
-        // Submitting cancels a command only when the device's queue is full (the refused or the
-        // dropped oldest one): that is the per-device queue overflowing, so count it.
-        for action in &actions {
-            if let Action::Complete {
-                key,
-                outcome: CommandOutcome::Cancelled,
-                ..
-            } = action
-            {
-                self.metrics.queue_full(&key.to_string(), "transport");
-            }
-        }
-        let report = report(&s.request, CommandOutcome::Timeout, Duration::ZERO);
+        let report = CommandReport::unsent(&s.request, CommandOutcome::Timeout);
         self.pending.insert(
             id,
             Waiting {
                 request: s.request,
                 reply: s.reply,
                 report,
+                started: Instant::now(),
                 watch: CancellationToken::new(),
             },
         );
+        // Submitting cancels a command only when the device's queue is full (the refused or the
+        // dropped oldest one): that is the per-device queue overflowing, so count it.
+        for action in &actions {
+            if let Action::Complete {
+                id,
+                key,
+                outcome: CommandOutcome::Cancelled,
+                ..
+            } = action
+            {
+                self.metrics.queue_full(&key.to_string(), "transport");
+                if let Some(w) = self.pending.get_mut(id) {
+                    w.report.queue_full = true;
+                }
+            }
+        }
         self.act(actions);
     }
 
@@ -224,6 +218,9 @@ impl Driver {
         let actions = match u.event {
             CommandEvent::Receipt { msg } => {
                 self.transport.on_receipt(u.session, msg);
+                if let Some(key) = self.transport.command_of_receipt(u.session, msg) {
+                    self.note_receipt(key);
+                }
                 Vec::new()
             }
             CommandEvent::Response { tx, op, status: 0 } => {
@@ -330,6 +327,15 @@ impl Driver {
                 tracing::warn!(%error, %session, "attempt not taken by the session");
                 false
             }
+        }
+    }
+
+    /// Records when the first receipt for `id` arrived.
+    fn note_receipt(&mut self, id: CommandId) {
+        if let Some(w) = self.pending.get_mut(&id) {
+            w.report
+                .receipt_after
+                .get_or_insert_with(|| w.started.elapsed());
         }
     }
 

@@ -194,6 +194,7 @@ impl Observer {
 
 pub struct BridgeProc {
     pub services: Services,
+    pub rollout: cync_bridge::rollout::task::RolloutHandle,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     pub addr: std::net::SocketAddr,
@@ -235,25 +236,30 @@ impl BridgeProc {
             .unwrap();
         let addr = server.local_addr().unwrap();
         server.spawn(&tracker, &Health::new());
-        let transport = cync_bridge::transport::start(
-            config.transport.mode,
+        let rollout = cync_bridge::rollout::task::start(
+            &config.rollout,
             config.transport.reliable,
             &services,
             &tracker,
             shutdown.clone(),
         );
         let registry = Registry::load(&config.devices).unwrap();
+        let commands = bridge::Commands {
+            transport: rollout.transport,
+            rollout: Some(rollout.handle.clone()),
+        };
         bridge::spawn(
             config.bridge_settings(),
             registry,
             &services,
-            transport,
+            commands,
             &tracker,
             shutdown.clone(),
         )
         .unwrap();
         BridgeProc {
             services,
+            rollout: rollout.handle,
             shutdown,
             tracker,
             addr,

@@ -72,13 +72,21 @@ pub struct Bridge {
 impl Bridge {
     /// Starts a bridge with [`test_config`] plus `extra`.
     pub async fn start(extra: &str) -> Bridge {
+        Self::start_seeded(extra, None).await
+    }
+
+    /// [`Self::start`] with `server.counter_seed`: sessions' own counters start from fixed
+    /// values, so two runs send identical bytes.
+    pub async fn start_seeded(extra: &str, counter_seed: Option<u64>) -> Bridge {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = test_config(dir.path(), extra);
         let services = Services::new(&config.state, Metrics::new());
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let health = Health::new();
-        let server = DeviceServer::bind(&config.device_server(), &services, shutdown.clone())
+        let mut settings = config.device_server();
+        settings.server.counter_seed = counter_seed;
+        let server = DeviceServer::bind(&settings, &services, shutdown.clone())
             .await
             .expect("bind");
         let addr = server.local_addr().expect("local addr");

@@ -153,6 +153,9 @@ impl Session {
             None => {}
         }
         self.device = Some(device);
+        if let Some(seed) = self.ctx.config.counter_seed {
+            self.seq = super::seeded_counters(seed, device);
+        }
         self.label = device.to_string();
         tracing::Span::current().record("device_id", self.label.as_str());
         self.home = self.ctx.homes.home_of(device);

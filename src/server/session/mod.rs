@@ -150,6 +150,25 @@ struct Timers {
     opened: bool,
 }
 
+/// The session's own msg-id and tx allocator, starting from `msg` and `tx` (upper half of 16
+/// bits, clear of a transport's ids from 1).
+pub(super) fn own_counters(msg: u16, tx: u16) -> SeqAllocator {
+    SeqAllocator::in_range(
+        OWN_MSG_BASE,
+        u16::MAX,
+        OWN_MSG_BASE | (msg >> 2),
+        OWN_TX_BASE | u32::from(tx >> 2),
+    )
+}
+
+/// With `server.counter_seed`: the counters a device's sessions start from, a function of the
+/// seed and the device id alone (so two runs agree whatever order devices connect in).
+pub(super) fn seeded_counters(seed: u64, device: crate::protocol::PeerId) -> SeqAllocator {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ u64::from(u32::from_be_bytes(device.0)));
+    own_counters(rng.gen(), rng.gen())
+}
+
 impl Session {
     fn new(
         ctx: Arc<ServerContext>,
@@ -165,12 +184,7 @@ impl Session {
         // session's msg ids and tx values start in the upper half of 16 bits, clear of a transport
         // that allocates its own from 1 (see `SessionCommand::seq`); they stay there when they
         // wrap.
-        let seq = SeqAllocator::in_range(
-            OWN_MSG_BASE,
-            u16::MAX,
-            OWN_MSG_BASE | (rand::random::<u16>() >> 2),
-            OWN_TX_BASE | u32::from(rand::random::<u16>() >> 2),
-        );
+        let seq = own_counters(rand::random(), rand::random());
         Session {
             ctx,
             id,

@@ -37,6 +37,7 @@ fn settings() -> ServerSettings {
         allow_device_ids: Vec::new(),
         allow_networks: Vec::new(),
         plain_tcp_debug: false,
+        counter_seed: None,
     }
 }
 
