@@ -96,6 +96,10 @@ else
   log "using the Supervisor's MQTT service at ${host}:${port}"
 fi
 
+if [ -z "$devices_file" ] && [ ! -e "${CYNC_DATA_DIR}/cync_devices.yaml" ]; then
+  log "no device list yet: open the Cync panel in Home Assistant's sidebar and import names and rooms from your Cync account"
+fi
+
 if [ "$#" -eq 0 ]; then
   set -- serve
 fi

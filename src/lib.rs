@@ -13,6 +13,8 @@
 //! - [`device`]: what a device *is* — the model catalog (type id → capabilities), the user's
 //!   inventory, availability — and what the bridge knows about it: keys and the state store.
 //! - [`sim`]: simulated Cync devices — the other side of the same protocol module.
+//! - [`cloud`]: the Cync account API (login with an emailed code, homes, devices, rooms) and
+//!   the device file an export writes.
 //! - [`mqtt`]: the Home Assistant side — topics, discovery and state payloads, command translation.
 //! - [`server`]: the device-facing TLS listener (OpenSSL, static-RSA CBC suites), one session
 //!   task per device, the mesh routing registry.
@@ -32,6 +34,7 @@
 pub mod bridge;
 pub mod capture;
 pub mod cli;
+pub mod cloud;
 pub mod config;
 pub mod device;
 pub mod mqtt;

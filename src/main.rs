@@ -22,6 +22,9 @@ enum Command {
     Demo(cli::demo::DemoArgs),
     /// Split capture files into packets and print them as JSON lines.
     Decode(cli::decode::DecodeArgs),
+    /// Log in to the Cync account (email, password, emailed code) and write the device file
+    /// (names, rooms, device types) into data_dir, where `serve` finds it.
+    Export(cli::export::ExportArgs),
     /// Check configuration, TLS certificate, device port, DNS redirection, MQTT broker and
     /// connected devices; one PASS/WARN/FAIL line each, exit 1 if any fails.
     Doctor(cli::doctor::DoctorArgs),
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Config(a) => cli::config::run(&a, &mut std::io::stdout()),
         Command::Demo(a) => cli::demo::run(&a, &mut std::io::stdout()),
         Command::Decode(a) => cli::decode::run(&a, &mut std::io::stdout().lock()),
+        Command::Export(a) => cli::export::run(&a, &mut std::io::stdout()),
         Command::Doctor(a) => cli::doctor::run(&a, &mut std::io::stdout()),
         Command::Healthcheck(a) => cli::healthcheck::run(&a, &mut std::io::stdout()),
         Command::Rollout(a) => cli::rollout::run(&a, &mut std::io::stdout()),

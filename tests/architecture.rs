@@ -1,5 +1,5 @@
 //! The layering rule of `src/`, checked on every `use crate::…` line so that it still holds after
-//! whoever edits next. Bottom up: `protocol`, `capture`, `telemetry` → `device` → `sim`, `mqtt` →
+//! whoever edits next. Bottom up: `protocol`, `capture`, `telemetry` → `device` → `sim`, `mqtt`, `cloud` →
 //! `server` → `transport` → `rollout` → `bridge` → `config` → `cli`. A module may import its own
 //! folder and anything on a lower level, never a higher level or a sibling on the same level.
 
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["protocol", "capture", "telemetry"],
     &["device"],
-    &["sim", "mqtt"],
+    &["sim", "mqtt", "cloud"],
     &["server"],
     &["transport"],
     &["rollout"],

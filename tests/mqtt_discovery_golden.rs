@@ -40,6 +40,7 @@ fn device(id: u16, name: &str, type_id: u16, wifi: Option<&str>) -> Vec<Discover
         wifi_mac: wifi.and_then(Mac::parse),
         firmware: Some("1.1.158"),
         area: Some("Living Room"),
+        part: None,
     };
     entity_configs(&desc, &topics(), &opts())
 }
@@ -126,6 +127,7 @@ fn cync_group_is_a_light() {
         wifi_mac: None,
         firmware: None,
         area: Some("Living Room"),
+        part: None,
     };
     check("light-group", &entity_configs(&desc, &topics(), &opts()));
 }
@@ -149,6 +151,7 @@ fn bare_lamp() -> EntityDescription<'static> {
         wifi_mac: None,
         firmware: None,
         area: None,
+        part: None,
     }
 }
 

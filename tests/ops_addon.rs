@@ -148,6 +148,15 @@ fn the_manifest_matches_the_crate_and_needs_the_mqtt_service() {
         manifest["watchdog"], "http://[HOST]:[PORT:9464]/healthz",
         "the watchdog polls the telemetry port run.sh configures"
     );
+    assert_eq!(
+        manifest["ingress"], true,
+        "the setup page is in the sidebar"
+    );
+    assert_eq!(
+        manifest["ingress_port"], 9464,
+        "ingress reaches the telemetry port, where the setup page is mounted"
+    );
+    assert_eq!(manifest["ingress_entry"], "setup/");
     let arch: Vec<&str> = manifest["arch"]
         .as_array()
         .unwrap()

@@ -106,7 +106,8 @@ impl Runtime {
         tokio::pin!(cleanup);
         // Devices already in the store (reports that arrived before this loop started).
         for (key, _) in self.services.state.snapshot() {
-            self.registry.observe(key);
+            let reported = self.services.state.reported_type(&key);
+            self.registry.observe(key, reported);
         }
         loop {
             tokio::select! {
@@ -159,7 +160,7 @@ impl Runtime {
     /// A device's stored state, or a group's derived from its members'.
     fn current_state(&self, entity: &Entity) -> Option<DeviceState> {
         if !entity.is_group() {
-            return self.services.state.get(&entity.wire_key());
+            return self.services.state.get(&entity.state_key());
         }
         let members: Vec<DeviceState> = self
             .registry
@@ -189,12 +190,12 @@ impl Runtime {
             let members: Vec<Option<bool>> = self
                 .registry
                 .member_keys(entity)
-                .iter()
-                .map(|m| self.availability.state(m))
+                .into_iter()
+                .map(|m| self.availability.state(&self.registry.presence_key(m)))
                 .collect();
             group_availability(&members)
         } else {
-            let wire = entity.wire_key();
+            let wire = entity.state_key();
             let online = self.services.state.get(&wire).is_some_and(|s| s.online);
             let reachable = self.services.routes.is_reachable(&wire);
             self.availability
@@ -212,7 +213,7 @@ impl Runtime {
         let Some(entity) = self.registry.get(&key).filter(|e| !e.disabled) else {
             return;
         };
-        let routes = self.services.routes.routes_to(&entity.wire_key());
+        let routes = self.services.routes.routes_to(&entity.state_key());
         let attributes = Attributes {
             mesh_id: key.id,
             relay: routes.first().map(|r| r.device.to_string()),
@@ -329,7 +330,7 @@ impl Runtime {
             return;
         }
         let target = CommandTarget {
-            id: entity.key.id,
+            id: entity.wire_mesh,
             class: entity.model.class,
             caps: &entity.model.caps,
             group: entity.is_group(),
@@ -390,27 +391,74 @@ impl Runtime {
     }
 
     fn on_change(&mut self, change: &StateChange) {
-        if let Some(new) = self.registry.observe(change.key) {
+        let reported = self.services.state.reported_type(&change.key);
+        if let Some(new) = self.registry.observe(change.key, reported) {
             tracing::info!(entity = %new, "device seen on the wire but not listed; announcing it");
             if let Some(entity) = self.registry.get(&new) {
                 self.out.discovery(entity);
             }
             self.publish_attributes(new);
+        } else if let Some(type_id) = reported {
+            let key = self.registry.entity_key(change.key);
+            if let Some(old) = self.registry.learn_type(key, type_id) {
+                tracing::info!(entity = %key, type_id, "unlisted device reported its type");
+                self.republish_changed(&[old]);
+            }
         }
-        let key = self.registry.entity_key(change.key);
-        if change.current.light.temperature != TEMP_EFFECT {
-            self.effects.remove(&key);
-        }
+        let device = self.registry.entity_key(change.key);
         let now = Instant::now();
-        self.refresh_availability(key, now);
-        self.publish_state(key, false);
-        for group in self.registry.groups_of(key).to_vec() {
+        for key in self.registry.entities_for(change.key) {
+            if change.current.light.temperature != TEMP_EFFECT {
+                self.effects.remove(&key);
+            }
+            self.refresh_availability(key, now);
+            self.publish_state(key, false);
+        }
+        for group in self.registry.groups_of(device).to_vec() {
             self.refresh_availability(group, now);
             self.publish_state(group, false);
         }
     }
 
+    /// A device file that changed (an export finished, a hand edit) replaces the entities
+    /// without a restart: new names, areas and types are published, and configs of entities
+    /// that are gone are withdrawn. An unreadable file keeps the current list.
+    fn reload_device_file(&mut self) {
+        let Some(result) = self.registry.reload_if_changed() else {
+            return;
+        };
+        let mut registry = match result {
+            Ok(registry) => registry,
+            Err(error) => {
+                tracing::warn!(%error, "device file changed but cannot be used; keeping the current list");
+                return;
+            }
+        };
+        for warning in &registry.warnings {
+            tracing::warn!(%warning, "device list");
+        }
+        for (key, _) in self.services.state.snapshot() {
+            registry.observe(key, self.services.state.reported_type(&key));
+        }
+        for group in registry.active().filter(|e| e.is_group()) {
+            let members = registry
+                .member_keys(group)
+                .into_iter()
+                .map(registry::wire_key)
+                .collect();
+            self.services.routes.set_group(group.wire_key(), members);
+        }
+        let old: Vec<Entity> = self.registry.active().cloned().collect();
+        self.registry = registry;
+        tracing::info!(
+            entities = self.registry.active().count(),
+            "device file changed; entities updated"
+        );
+        self.republish_changed(&old);
+    }
+
     fn on_tick(&mut self) {
+        self.reload_device_file();
         if self.out.needs_resync() {
             self.publish_all();
             return;
@@ -425,6 +473,33 @@ impl Runtime {
             self.publish_attributes(key);
         }
         self.publish_info();
+    }
+
+    /// Withdraws the discovery configs of entities as they were (`old`) that their current
+    /// form no longer has (a switch that became a light, a device that left the list), then
+    /// publishes the current ones.
+    pub(super) fn republish_changed(&mut self, old: &[Entity]) {
+        let topics = &self.out.topics;
+        let discovery = &self.out.discovery;
+        let mut wanted: HashSet<(String, String)> = HashSet::new();
+        for entity in self.registry.active() {
+            for d in entity_configs(&entity.description(), topics, discovery) {
+                wanted.insert((d.component.to_owned(), d.object_id));
+            }
+        }
+        let mut gone = Vec::new();
+        for entity in old {
+            for d in entity_configs(&entity.description(), topics, discovery) {
+                if !wanted.contains(&(d.component.to_owned(), d.object_id.clone())) {
+                    gone.push((d.component.to_owned(), d.object_id));
+                }
+            }
+        }
+        for (component, object_id) in gone {
+            tracing::info!(%component, %object_id, "withdrawing a discovery config that changed");
+            self.out.removal(&component, &object_id);
+        }
+        self.publish_all();
     }
 
     /// Removes retained configs under this bridge's node id that match no current entity.

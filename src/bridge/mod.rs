@@ -43,7 +43,7 @@ use crate::transport::CommandTransport;
 use event_loop::{Inputs, Runtime};
 use publish::Publisher;
 pub use registry::{Entity, Registry, RegistryError};
-pub use settings::{DeviceOverride, DevicesSettings};
+pub use settings::{DeviceOverride, DevicesSettings, EndpointAddress};
 use worker::{Dispatcher, WorkerContext};
 
 /// Everything that shapes what the bridge publishes and how it waits.

@@ -14,9 +14,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::settings::{DeviceOverride, DevicesSettings};
+use super::settings::{DeviceOverride, DevicesSettings, EndpointAddress};
 use crate::device::catalog::{Capabilities, DeviceClass, KelvinRange, Model, DEFAULT_KELVIN};
-use crate::device::inventory::{HomeSpec, Inventory, InventoryError, Mac, Syntax};
+use crate::device::inventory::{DeviceSpec, HomeSpec, Inventory, InventoryError, Mac, Syntax};
 use crate::device::{is_known, lookup, DeviceKey, HomeId, MeshId};
 use crate::mqtt::discovery::EntityDescription;
 use crate::mqtt::topics::{EntityKey, EntityKind};
@@ -44,6 +44,10 @@ pub struct Entity {
     pub members: Vec<u16>,
     /// From the device file (`false`: seen on the wire only).
     pub listed: bool,
+    /// An endpoint's own name (`name` is then its device's).
+    pub part: Option<String>,
+    /// The mesh id commands for this entity go to (an endpoint's depends on the setting).
+    pub wire_mesh: u16,
 }
 
 impl Entity {
@@ -57,15 +61,17 @@ impl Entity {
             wifi_mac: self.wifi_mac,
             firmware: self.firmware.as_deref(),
             area: self.area.as_deref(),
+            part: self.part.as_deref(),
         }
     }
 
-    /// A device known only from the wire: a generic name and on/off only, so a wrong guess
+    /// A device known only from the wire: a name that says how to get its real one, and the
+    /// model its reported type gives, or on/off only when it reported none, so a wrong guess
     /// never sends a command the device does not understand.
     pub fn unlisted(key: EntityKey, model: Model) -> Self {
         Entity {
             key,
-            name: format!("Cync device {}", key.id),
+            name: unlisted_name(key),
             model,
             ble_mac: None,
             wifi_mac: None,
@@ -74,17 +80,50 @@ impl Entity {
             disabled: false,
             members: Vec::new(),
             listed: false,
+            part: None,
+            wire_mesh: key.id,
+        }
+    }
+
+    /// The key whose reports and routes this entity shows: the device's own mesh id, also for
+    /// an endpoint (the mesh lists the device, not its outlets).
+    pub fn state_key(&self) -> DeviceKey {
+        DeviceKey {
+            home: HomeId::DEFAULT,
+            mesh: MeshId(self.key.id),
         }
     }
 
     /// The key commands for this entity are sent to (a group id is a mesh target too).
     pub fn wire_key(&self) -> DeviceKey {
-        wire_key(self.key)
+        DeviceKey {
+            home: HomeId::DEFAULT,
+            mesh: MeshId(self.wire_mesh),
+        }
     }
 
     /// Whether this is a Cync group.
     pub fn is_group(&self) -> bool {
         self.key.kind == EntityKind::Group
+    }
+}
+
+/// The name of a device missing from the device list; short, because Home Assistant shows it
+/// in lists, and it says the fix.
+pub fn unlisted_name(key: EntityKey) -> String {
+    format!("Cync {key} (run cync-bridge export to name it)")
+}
+
+/// The model of a device seen only on the wire: the catalog's for the type it reported itself
+/// (a relay does, in its first mesh-info record), else on/off only.
+fn wire_model(reported_type: Option<u16>) -> Model {
+    match reported_type {
+        Some(t) if t != 0 => lookup(t),
+        _ => {
+            let mut model = lookup(0);
+            model.name = "Cync device (not in the device list)";
+            model
+        }
     }
 }
 
@@ -128,16 +167,87 @@ pub struct Registry {
     mesh_homes: HashMap<u16, Vec<u64>>,
     /// Device → the enabled groups it belongs to (looked up on every state change).
     groups_by_member: HashMap<EntityKey, Vec<EntityKey>>,
+    /// Device mesh id → its endpoint entities, which all show that device's state.
+    endpoints_by_node: HashMap<u16, Vec<EntityKey>>,
+    /// Mesh ids of devices shown as endpoints and their endpoints' command addresses: never a
+    /// device entity of their own.
+    endpoint_ids: std::collections::HashSet<u16>,
+    endpoint_address: EndpointAddress,
     overrides: BTreeMap<String, DeviceOverride>,
     /// Warnings for the log (odd entries accepted with safe defaults).
     pub warnings: Vec<String>,
+    /// Where this list came from, to notice when the file changes (`None`: built in memory).
+    origin: Option<Origin>,
+}
+
+/// The settings a registry was loaded from and what its file looked like then.
+#[derive(Debug, Clone)]
+struct Origin {
+    settings: DevicesSettings,
+    seen: Option<Fingerprint>,
+}
+
+/// Enough of a file's metadata to notice a replacement: an export renames a new file into
+/// place, which changes the inode and the modification time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    path: std::path::PathBuf,
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn fingerprint(settings: &DevicesSettings) -> Option<Fingerprint> {
+    let path = device_file(settings)?;
+    let meta = std::fs::metadata(&path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(Fingerprint {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        inode,
+        path,
+    })
 }
 
 impl Registry {
     /// Loads the device file and the config's own device list and applies the overrides.
     pub fn load(config: &DevicesSettings) -> Result<Self, RegistryError> {
+        let seen = fingerprint(config);
+        let mut registry = Self::read(config)?;
+        registry.origin = Some(Origin {
+            settings: config.clone(),
+            seen,
+        });
+        Ok(registry)
+    }
+
+    /// The list loaded again when its file was replaced, changed, created or deleted since the
+    /// last look; `None` when it was not (or the registry was not loaded from settings). A file
+    /// that cannot be read is reported once per change, not on every call.
+    pub fn reload_if_changed(&mut self) -> Option<Result<Registry, RegistryError>> {
+        let origin = self.origin.as_mut()?;
+        let now = fingerprint(&origin.settings);
+        if now == origin.seen {
+            return None;
+        }
+        origin.seen.clone_from(&now);
+        let settings = origin.settings.clone();
+        Some(Self::read(&settings).map(|mut registry| {
+            registry.origin = Some(Origin {
+                settings,
+                seen: now,
+            });
+            registry
+        }))
+    }
+
+    fn read(config: &DevicesSettings) -> Result<Self, RegistryError> {
         let mut inventory = Inventory::default();
-        if let Some(path) = &config.file {
+        if let Some(path) = device_file(config) {
+            let path = &path;
             let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Read {
                 path: path.display().to_string(),
                 source,
@@ -164,7 +274,11 @@ impl Registry {
             inventory.homes.extend(own.homes);
             inventory.warnings.extend(own.warnings);
         }
-        Ok(Self::from_inventory(&inventory, config.overrides.clone()))
+        Ok(Self::from_inventory_with(
+            &inventory,
+            config.overrides.clone(),
+            config.endpoint_address,
+        ))
     }
 
     /// Builds the registry from a parsed device list.
@@ -172,9 +286,19 @@ impl Registry {
         inventory: &Inventory,
         overrides: BTreeMap<String, DeviceOverride>,
     ) -> Self {
+        Self::from_inventory_with(inventory, overrides, EndpointAddress::default())
+    }
+
+    /// [`Registry::from_inventory`] with endpoint commands addressed as `endpoint_address` says.
+    pub fn from_inventory_with(
+        inventory: &Inventory,
+        overrides: BTreeMap<String, DeviceOverride>,
+        endpoint_address: EndpointAddress,
+    ) -> Self {
         let mut registry = Registry {
             overrides,
             warnings: inventory.warnings.clone(),
+            endpoint_address,
             ..Registry::default()
         };
         for home in &inventory.homes {
@@ -206,38 +330,7 @@ impl Registry {
         }
         self.homes.push(home.id);
         for (&mesh, spec) in &home.devices {
-            self.mesh_homes.entry(mesh).or_default().push(home.id);
-            let key = EntityKey {
-                home: home.id,
-                kind: EntityKind::Device,
-                id: mesh,
-            };
-            let model = model_for(
-                spec.type_id,
-                spec.is_plug,
-                spec.supports_temperature,
-                spec.supports_rgb,
-            );
-            if let Some(t) = spec.type_id.filter(|t| !is_known(*t)) {
-                self.warnings.push(format!(
-                    "{:?} (mesh id {mesh}) has type {t}, unknown to the catalog; using the \
-                     export's hints (please report the type)",
-                    spec.name
-                ));
-            }
-            let entity = Entity {
-                key,
-                name: spec.name.clone(),
-                model,
-                ble_mac: spec.ble_mac,
-                wifi_mac: spec.wifi_mac,
-                firmware: spec.firmware.clone(),
-                area: spec.area.clone(),
-                disabled: spec.disabled,
-                members: Vec::new(),
-                listed: true,
-            };
-            self.insert(entity);
+            self.add_device(home.id, mesh, spec);
         }
         for (&id, group) in &home.groups {
             let key = EntityKey {
@@ -252,12 +345,13 @@ impl Registry {
                 .filter(|m| home.devices.contains_key(m))
                 .collect();
             let model = group_model(members.iter().filter_map(|m| {
+                let member = EntityKey {
+                    home: home.id,
+                    kind: EntityKind::Device,
+                    id: *m,
+                };
                 self.entities
-                    .get(&EntityKey {
-                        home: home.id,
-                        kind: EntityKind::Device,
-                        id: *m,
-                    })
+                    .get(&self.presence_key(member))
                     .map(|e| e.model)
             }));
             let entity = Entity {
@@ -267,11 +361,84 @@ impl Registry {
                 ble_mac: None,
                 wifi_mac: None,
                 firmware: None,
-                area: None,
+                area: group.area.clone(),
                 disabled: members.is_empty(),
                 members,
                 listed: true,
+                part: None,
+                wire_mesh: id,
             };
+            self.insert(entity);
+        }
+    }
+
+    fn add_device(&mut self, home: u64, mesh: u16, spec: &DeviceSpec) {
+        self.mesh_homes.entry(mesh).or_default().push(home);
+        let key = EntityKey {
+            home,
+            kind: EntityKind::Device,
+            id: mesh,
+        };
+        let model = model_for(
+            spec.type_id,
+            spec.is_plug,
+            spec.supports_temperature,
+            spec.supports_rgb,
+        );
+        if let Some(t) = spec.type_id.filter(|t| !is_known(*t)) {
+            self.warnings.push(format!(
+                "{:?} (mesh id {mesh}) has type {t}, unknown to the catalog; using the \
+                 export's hints (please report the type)",
+                spec.name
+            ));
+        }
+        let entity = Entity {
+            key,
+            name: spec.name.clone(),
+            model,
+            ble_mac: spec.ble_mac,
+            wifi_mac: spec.wifi_mac,
+            firmware: spec.firmware.clone(),
+            area: spec.area.clone(),
+            disabled: spec.disabled,
+            members: Vec::new(),
+            listed: true,
+            part: None,
+            wire_mesh: mesh,
+        };
+        if spec.endpoints.is_empty() {
+            self.insert(entity);
+        } else {
+            self.add_endpoints(entity, &spec.endpoints);
+        }
+    }
+
+    /// One entity per endpoint of `device`, all of one Home Assistant device.
+    fn add_endpoints(&mut self, device: Entity, endpoints: &BTreeMap<u16, String>) {
+        let node = device.key.id;
+        self.endpoint_ids.insert(node);
+        for (&number, name) in endpoints {
+            let Ok(endpoint) = u8::try_from(number) else {
+                self.warnings.push(format!(
+                    "{:?} (mesh id {node}): endpoint {number} is out of range; left out",
+                    device.name
+                ));
+                continue;
+            };
+            let entity = Entity {
+                key: EntityKey {
+                    kind: EntityKind::Endpoint(endpoint),
+                    ..device.key
+                },
+                part: Some(name.clone()),
+                wire_mesh: self.endpoint_address.mesh_id(node, endpoint),
+                ..device.clone()
+            };
+            self.endpoint_ids.insert(entity.wire_mesh);
+            self.endpoints_by_node
+                .entry(node)
+                .or_default()
+                .push(entity.key);
             self.insert(entity);
         }
     }
@@ -279,7 +446,10 @@ impl Registry {
     fn insert(&mut self, mut entity: Entity) {
         let specific = format!("{}-{}", entity.key.home, entity.key.id);
         let by_mesh = entity.key.id.to_string();
-        if entity.key.kind == EntityKind::Device {
+        if matches!(
+            entity.key.kind,
+            EntityKind::Device | EntityKind::Endpoint(_)
+        ) {
             for key in [by_mesh, specific] {
                 if let Some(o) = self.overrides.get(&key) {
                     if let Some(name) = &o.name {
@@ -317,15 +487,29 @@ impl Registry {
 
     /// Registers a device seen on the wire. Returns its key when it is new (not listed and not
     /// seen before), so the caller can announce it.
-    pub fn observe(&mut self, key: DeviceKey) -> Option<EntityKey> {
+    pub fn observe(&mut self, key: DeviceKey, reported_type: Option<u16>) -> Option<EntityKey> {
         let entity_key = self.entity_key(key);
-        if self.entities.contains_key(&entity_key) || self.is_group_id(entity_key) {
+        if self.entities.contains_key(&entity_key)
+            || self.is_group_id(entity_key)
+            || self.endpoint_ids.contains(&key.mesh.0)
+        {
             return None;
         }
-        let mut model = lookup(0);
-        model.name = "Cync device (not in the device list)";
-        self.insert(Entity::unlisted(entity_key, model));
+        self.insert(Entity::unlisted(entity_key, wire_model(reported_type)));
         Some(entity_key)
+    }
+
+    /// A device seen only on the wire has now reported its type: it becomes that kind of
+    /// entity. Returns the entity as it was, so the caller can withdraw what it published for
+    /// it; `None` when nothing changes (listed devices keep the device file's type).
+    pub fn learn_type(&mut self, key: EntityKey, type_id: u16) -> Option<Entity> {
+        let entity = self.entities.get_mut(&key)?;
+        if entity.listed || type_id == 0 || entity.model.type_id == type_id {
+            return None;
+        }
+        let old = entity.clone();
+        entity.model = wire_model(Some(type_id));
+        Some(old)
     }
 
     /// Group ids are mesh targets too: a command response for a group is stored under its id,
@@ -336,6 +520,32 @@ impl Registry {
                 kind: EntityKind::Group,
                 ..key
             })
+    }
+
+    /// The entities whose state a wire report for `key` carries: the device's endpoints, else
+    /// the one device entity.
+    pub fn entities_for(&self, key: DeviceKey) -> Vec<EntityKey> {
+        match self.endpoints_by_node.get(&key.mesh.0) {
+            Some(endpoints) => endpoints.clone(),
+            None => vec![self.entity_key(key)],
+        }
+    }
+
+    /// The entity whose availability stands for group member `member`: the member itself, or
+    /// its first endpoint when it is shown as endpoints.
+    pub fn presence_key(&self, member: EntityKey) -> EntityKey {
+        if !self.endpoints_by_node.contains_key(&member.id) {
+            return member;
+        }
+        self.entities
+            .range(member..)
+            .map(|(key, _)| *key)
+            .find(|key| {
+                key.home == member.home
+                    && key.id == member.id
+                    && matches!(key.kind, EntityKind::Endpoint(_))
+            })
+            .unwrap_or(member)
     }
 
     /// Listed, wire-only or disabled alike; `None` for a key this bridge never had.
@@ -366,6 +576,17 @@ impl Registry {
                 id: *id,
             })
             .collect()
+    }
+}
+
+/// The device file to read: the configured one, else the exported one when it exists.
+pub fn device_file(config: &DevicesSettings) -> Option<std::path::PathBuf> {
+    match &config.file {
+        Some(path) => Some(path.clone()),
+        None => config
+            .exported_file
+            .is_file()
+            .then(|| config.exported_file.clone()),
     }
 }
 
@@ -418,6 +639,7 @@ fn group_model(members: impl Iterator<Item = Model>) -> Model {
         wifi: false,
         caps,
         kelvin: kelvin.unwrap_or(DEFAULT_KELVIN),
+        source: crate::device::catalog::Source::None,
     }
 }
 
@@ -492,16 +714,28 @@ account data:
         let mut r = registry(&[]);
         let wire = DeviceKey::new(HomeId::DEFAULT, 5);
         assert_eq!(r.entity_key(wire), dev(5));
-        assert_eq!(r.observe(wire), None, "listed already");
+        assert_eq!(r.observe(wire, Some(64)), None, "listed already");
+        assert_eq!(
+            r.learn_type(dev(5), 64),
+            None,
+            "the device file's type stays"
+        );
         let stranger = DeviceKey::new(HomeId::DEFAULT, 42);
-        assert_eq!(r.observe(stranger), Some(dev(42)));
-        assert_eq!(r.observe(stranger), None, "only new once");
+        assert_eq!(r.observe(stranger, None), Some(dev(42)));
+        assert_eq!(r.observe(stranger, None), None, "only new once");
         let e = r.get(&dev(42)).unwrap();
-        assert_eq!(e.name, "Cync device 42");
+        assert_eq!(
+            e.name,
+            "Cync 1234567890-42 (run cync-bridge export to name it)"
+        );
         assert!(!e.model.caps.brightness, "on/off only");
         assert_eq!(wire_key(dev(42)), stranger);
         let group_target = DeviceKey::new(HomeId::DEFAULT, 32769);
-        assert_eq!(r.observe(group_target), None, "a group id is not a device");
+        assert_eq!(
+            r.observe(group_target, None),
+            None,
+            "a group id is not a device"
+        );
     }
 
     #[test]
@@ -533,9 +767,167 @@ account data:
     }
 
     #[test]
+    fn the_exported_file_is_read_only_when_no_file_is_configured_and_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let exported = dir.path().join("cync_devices.yaml");
+        let mut settings = DevicesSettings {
+            file: None,
+            exported_file: exported.clone(),
+            homes: serde_json::Map::new(),
+            overrides: BTreeMap::new(),
+            offline_grace: std::time::Duration::from_secs(1),
+            route_grace: std::time::Duration::from_secs(1),
+            startup_grace: std::time::Duration::from_secs(1),
+            group_confirm_timeout: std::time::Duration::from_secs(1),
+            endpoint_address: EndpointAddress::Node,
+        };
+        assert_eq!(
+            device_file(&settings),
+            None,
+            "no export yet: run without a list"
+        );
+        assert!(Registry::load(&settings).unwrap().active().next().is_none());
+        std::fs::write(&exported, EXPORT).unwrap();
+        assert_eq!(device_file(&settings), Some(exported));
+        assert!(Registry::load(&settings).unwrap().get(&dev(5)).is_some());
+        settings.file = Some(dir.path().join("mine.yaml"));
+        assert!(
+            Registry::load(&settings).is_err(),
+            "a configured file must exist"
+        );
+    }
+
+    #[test]
+    fn a_replaced_created_or_deleted_device_file_is_noticed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let exported = dir.path().join("cync_devices.yaml");
+        let settings = DevicesSettings {
+            file: None,
+            exported_file: exported.clone(),
+            homes: serde_json::Map::new(),
+            overrides: BTreeMap::new(),
+            offline_grace: std::time::Duration::from_secs(1),
+            route_grace: std::time::Duration::from_secs(1),
+            startup_grace: std::time::Duration::from_secs(1),
+            group_confirm_timeout: std::time::Duration::from_secs(1),
+            endpoint_address: EndpointAddress::Node,
+        };
+        let mut r = Registry::load(&settings).unwrap();
+        assert!(r.reload_if_changed().is_none(), "nothing changed");
+        std::fs::write(&exported, EXPORT).unwrap();
+        let mut r = r.reload_if_changed().unwrap().unwrap();
+        assert_eq!(r.get(&dev(5)).unwrap().name, "Lamp");
+        assert!(r.reload_if_changed().is_none(), "only once");
+        let temp = dir.path().join("new.yaml");
+        std::fs::write(&temp, EXPORT.replace("Lamp", "Desk Lamp")).unwrap();
+        std::fs::rename(&temp, &exported).unwrap();
+        let mut r = r.reload_if_changed().unwrap().unwrap();
+        assert_eq!(r.get(&dev(5)).unwrap().name, "Desk Lamp");
+        std::fs::write(&exported, "account data: [").unwrap();
+        assert!(r.reload_if_changed().unwrap().is_err(), "reported");
+        assert!(r.reload_if_changed().is_none(), "once per change");
+        std::fs::remove_file(&exported).unwrap();
+        let r = r.reload_if_changed().unwrap().unwrap();
+        assert!(
+            r.active().next().is_none(),
+            "the devices left with the file"
+        );
+        assert!(Registry::default().reload_if_changed().is_none());
+    }
+
+    #[test]
     fn without_a_device_list_every_device_is_in_home_zero() {
         let mut r = Registry::default();
         let key = DeviceKey::new(HomeId::DEFAULT, 3);
-        assert_eq!(r.observe(key).map(|k| k.home), Some(0));
+        assert_eq!(r.observe(key, None).map(|k| k.home), Some(0));
+    }
+
+    const DUAL: &str = r#"
+homes:
+  Home:
+    id: 77
+    devices:
+      3: {name: Porch Plug, type: 67, endpoints: {1: Left Outlet, 2: Right Outlet}}
+    groups:
+      2: {name: Porch, members: [3]}
+"#;
+
+    fn dual(address: EndpointAddress) -> Registry {
+        let inv = Inventory::parse(DUAL, Syntax::Yaml).unwrap();
+        Registry::from_inventory_with(&inv, BTreeMap::new(), address)
+    }
+
+    fn outlet(e: u8) -> EntityKey {
+        EntityKey {
+            home: 77,
+            kind: EntityKind::Endpoint(e),
+            id: 3,
+        }
+    }
+
+    #[test]
+    fn a_dual_outlet_is_one_device_with_an_entity_per_outlet() {
+        let mut r = dual(EndpointAddress::Node);
+        let left = r.get(&outlet(1)).unwrap();
+        assert_eq!(left.name, "Porch Plug");
+        assert_eq!(left.part.as_deref(), Some("Left Outlet"));
+        assert_eq!(left.model.class, DeviceClass::Plug);
+        let node = EntityKey {
+            home: 77,
+            kind: EntityKind::Device,
+            id: 3,
+        };
+        assert!(
+            r.get(&node).is_none(),
+            "no third entity for the device itself"
+        );
+        let wire = DeviceKey::new(HomeId::DEFAULT, 3);
+        assert_eq!(r.entities_for(wire), [outlet(1), outlet(2)]);
+        assert_eq!(r.get(&outlet(2)).unwrap().wire_key(), wire);
+        assert_eq!(r.observe(wire, Some(67)), None, "no phantom device");
+        assert_eq!(r.presence_key(node), outlet(1));
+        let d1 = r.get(&outlet(1)).unwrap().description();
+        assert_eq!(d1.part, Some("Left Outlet"));
+    }
+
+    #[test]
+    fn packed_addressing_sends_each_outlet_to_its_own_mesh_id() {
+        let r = dual(EndpointAddress::Packed);
+        assert_eq!(r.get(&outlet(1)).unwrap().wire_mesh, 3 + 256);
+        assert_eq!(r.get(&outlet(2)).unwrap().wire_mesh, 3 + 512);
+        let outlet_2 = r.get(&outlet(2)).unwrap();
+        assert_eq!(outlet_2.state_key(), DeviceKey::new(HomeId::DEFAULT, 3));
+        assert_eq!(
+            r.entities_for(DeviceKey::new(HomeId::DEFAULT, 3)),
+            [outlet(1), outlet(2)],
+            "both show the device's state"
+        );
+        let mut r = r;
+        let packed = DeviceKey::new(HomeId::DEFAULT, 515);
+        assert_eq!(
+            r.observe(packed, None),
+            None,
+            "no phantom for a packed address"
+        );
+    }
+
+    #[test]
+    fn a_relay_that_reports_its_type_becomes_that_kind_of_entity() {
+        let mut r = Registry::default();
+        let relay = DeviceKey::new(HomeId::DEFAULT, 10);
+        let key = r.observe(relay, Some(137)).unwrap();
+        let bulb = r.get(&key).unwrap();
+        assert_eq!(bulb.model.class, DeviceClass::Light);
+        assert!(bulb.model.caps.rgb && bulb.model.caps.brightness);
+        assert_eq!(bulb.name, "Cync 0-10 (run cync-bridge export to name it)");
+        // Seen first through a plain report, typed later by its mesh info.
+        let plug = r
+            .observe(DeviceKey::new(HomeId::DEFAULT, 11), None)
+            .unwrap();
+        assert_eq!(r.get(&plug).unwrap().model.class, DeviceClass::Unknown);
+        let old = r.learn_type(plug, 68).unwrap();
+        assert_eq!(old.model.class, DeviceClass::Unknown);
+        assert_eq!(r.get(&plug).unwrap().model.class, DeviceClass::Plug);
+        assert_eq!(r.learn_type(plug, 68), None, "once");
     }
 }

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 pub struct DevicesSettings {
     /// A `cync_mesh.yaml` export, or our own YAML/TOML device file.
     pub file: Option<PathBuf>,
+    /// Where `cync-bridge export` writes (in `data_dir`): read instead when `file` is unset,
+    /// and only if it exists, so a first start before any export still runs.
+    pub exported_file: PathBuf,
     /// Devices listed in the config itself (`[devices.homes.<name>]`), as parsed JSON.
     pub homes: serde_json::Map<String, serde_json::Value>,
     /// Per-device name/area/disabled overrides keyed by `"<mesh>"` or `"<home>-<mesh>"`.
@@ -25,6 +28,30 @@ pub struct DevicesSettings {
     pub startup_grace: Duration,
     /// How long a group command waits for its members to confirm.
     pub group_confirm_timeout: Duration,
+    /// Where a command for one endpoint (an outlet of a dual plug) is sent.
+    pub endpoint_address: EndpointAddress,
+}
+
+/// How a command for one endpoint of a multi-endpoint device is addressed on the mesh. No
+/// capture shows a per-outlet command, so the default is the one address known to reach the
+/// device, at the risk of switching all its outlets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EndpointAddress {
+    /// The device's own mesh id (may switch every endpoint of the device).
+    #[default]
+    Node,
+    /// Mesh id + 256 × endpoint, the encoding another integration uses; unverified here.
+    Packed,
+}
+
+impl EndpointAddress {
+    /// The mesh id a command for endpoint `endpoint` of node `node` goes to.
+    pub fn mesh_id(self, node: u16, endpoint: u8) -> u16 {
+        match self {
+            EndpointAddress::Node => node,
+            EndpointAddress::Packed => node.saturating_add(256 * u16::from(endpoint)),
+        }
+    }
 }
 
 /// One per-device override.

@@ -196,6 +196,7 @@ fn registry() -> Registry {
                     supports_rgb: false,
                     area: Some(area.to_owned()),
                     disabled: false,
+                    endpoints: BTreeMap::new(),
                 },
             )
         })
@@ -206,6 +207,7 @@ fn registry() -> Registry {
             name: GROUP.1.to_owned(),
             members: GROUP.2.to_vec(),
             is_subgroup: false,
+            area: None,
         },
     )]);
     let inventory = Inventory {

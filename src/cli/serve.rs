@@ -128,8 +128,9 @@ impl Running {
             shutdown.clone(),
         );
         // State-changing endpoints (rollout admin, setup page) are added to this router.
-        let admin =
-            axum::Router::new().merge(crate::rollout::admin::router(rollout.handle.clone()));
+        let admin = axum::Router::new()
+            .merge(crate::rollout::admin::router(rollout.handle.clone()))
+            .merge(super::setup::router(config, &services, access.csrf_token()));
         let router =
             telemetry::endpoints::router(metrics, health.clone()).merge(access.protect(admin));
         tracker.spawn(telemetry::serve_router(

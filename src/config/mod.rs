@@ -32,7 +32,7 @@ pub mod value;
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -49,7 +49,7 @@ use crate::transport::queue::Overflow;
 use crate::transport::reliable::Policy;
 pub use crate::transport::{TransportMode, TransportSettings};
 pub use raw::RawConfig;
-use raw::{RawDevices, RawServer, RawState, RawTelemetry, RawTransport};
+use raw::{RawCloud, RawDevices, RawServer, RawState, RawTelemetry, RawTransport};
 use value::{parse_device_id, parse_duration, DurationText};
 
 use crate::telemetry::LogFormat;
@@ -75,6 +75,7 @@ pub const SECTIONS: &[&str] = &[
     "rollout",
     "slo",
     "rollback",
+    "cloud",
 ];
 
 /// The validated configuration.
@@ -100,6 +101,8 @@ pub struct Config {
     pub devices: DevicesSettings,
     /// `[rollout]`, `[slo]`, `[rollback]` (and `[transport] mode`).
     pub rollout: RolloutSettings,
+    /// `[cloud]`.
+    pub cloud: crate::cloud::CloudSettings,
 }
 
 /// `[mqtt]`: the broker connection and the shape of what Home Assistant sees.
@@ -295,8 +298,9 @@ pub fn validate(figment: &Figment) -> Result<Config, ConfigError> {
         transport: check.transport(&raw.transport)?,
         state: check.state(&raw.state)?,
         mqtt: check.mqtt(&raw.mqtt)?,
-        devices: check.devices(&raw.devices)?,
+        devices: check.devices(&raw.devices, Path::new(&raw.data_dir))?,
         rollout: check.rollout_settings(&raw)?,
+        cloud: check.cloud(&raw.cloud)?,
     })
 }
 
@@ -489,7 +493,15 @@ impl Check<'_> {
         })
     }
 
-    fn devices(&self, r: &RawDevices) -> Result<DevicesSettings, ConfigError> {
+    fn cloud(&self, r: &RawCloud) -> Result<crate::cloud::CloudSettings, ConfigError> {
+        Ok(crate::cloud::CloudSettings {
+            api: crate::cloud::ApiUrl::parse(&r.api_url)
+                .map_err(|message| self.fail("cloud.api_url", message))?,
+            timeout: self.positive_duration("cloud.timeout", &r.timeout)?,
+        })
+    }
+
+    fn devices(&self, r: &RawDevices, data_dir: &Path) -> Result<DevicesSettings, ConfigError> {
         for key in r.overrides.keys() {
             let ok = match key.split_once('-') {
                 Some((home, mesh)) => home.parse::<u64>().is_ok() && mesh.parse::<u16>().is_ok(),
@@ -505,6 +517,7 @@ impl Check<'_> {
         let file = r.file.trim();
         Ok(DevicesSettings {
             file: (!file.is_empty()).then(|| PathBuf::from(file)),
+            exported_file: data_dir.join(crate::cloud::save::DEVICE_FILE),
             homes: r.homes.clone().into_iter().collect(),
             overrides: r.overrides.clone(),
             offline_grace: self.positive_duration("devices.offline_grace", &r.offline_grace)?,
@@ -512,6 +525,16 @@ impl Check<'_> {
             startup_grace: self.duration("devices.startup_grace", &r.startup_grace)?,
             group_confirm_timeout: self
                 .positive_duration("devices.group_confirm_timeout", &r.group_confirm_timeout)?,
+            endpoint_address: match r.endpoint_address.trim() {
+                "node" => crate::bridge::EndpointAddress::Node,
+                "packed" => crate::bridge::EndpointAddress::Packed,
+                _ => {
+                    return Err(self.fail(
+                        "devices.endpoint_address",
+                        "must be \"node\" (the device's mesh id) or \"packed\" (mesh id + 256 × outlet)",
+                    ))
+                }
+            },
         })
     }
 

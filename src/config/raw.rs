@@ -39,6 +39,8 @@ pub struct RawConfig {
     pub slo: super::rollout::RawSlo,
     /// `[rollback]`.
     pub rollback: super::rollout::RawRollback,
+    /// `[cloud]`.
+    pub cloud: RawCloud,
 }
 
 impl Default for RawConfig {
@@ -56,6 +58,7 @@ impl Default for RawConfig {
             rollout: Default::default(),
             slo: Default::default(),
             rollback: Default::default(),
+            cloud: RawCloud::default(),
         }
     }
 }
@@ -251,6 +254,7 @@ pub struct RawDevices {
     pub route_grace: DurationText,
     pub startup_grace: DurationText,
     pub group_confirm_timeout: DurationText,
+    pub endpoint_address: String,
     /// Native device list, same shape as the file's `homes` section.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub homes: std::collections::BTreeMap<String, serde_json::Value>,
@@ -267,8 +271,27 @@ impl Default for RawDevices {
             route_grace: "10s".into(),
             startup_grace: "90s".into(),
             group_confirm_timeout: "5s".into(),
+            endpoint_address: "node".to_owned(),
             homes: Default::default(),
             overrides: Default::default(),
+        }
+    }
+}
+
+/// `[cloud]`: the Cync account API that `cync-bridge export` and the setup page read.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // documented key by key in config/cync-bridge.toml
+pub struct RawCloud {
+    pub api_url: String,
+    pub timeout: DurationText,
+}
+
+impl Default for RawCloud {
+    fn default() -> Self {
+        RawCloud {
+            api_url: crate::cloud::settings::DEFAULT_API_URL.to_owned(),
+            timeout: "15s".into(),
         }
     }
 }

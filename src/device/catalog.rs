@@ -79,6 +79,22 @@ pub struct Model {
     pub caps: Capabilities,
     /// Colour-temperature range (meaningful only when `caps.color_temp`).
     pub kelvin: KelvinRange,
+    /// Where this row's facts come from.
+    pub source: Source,
+}
+
+/// The public project a row's type id, class and capabilities were read from (facts only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The legacy add-on's model table (`metadata/model_info.py` of `jslamartina/hass-addons`):
+    /// class, capabilities, Wi-Fi flag, names and SKUs.
+    LegacyAddon,
+    /// pycync's capability lists (`devices/capabilities.py` of `Kinachi249/pycync`, taken from
+    /// the Android app 6.20.0): types the legacy table lacks. Only the capability is known, so
+    /// such a row says Bluetooth-only and a generic name.
+    Pycync,
+    /// Not in any table: the power-only fallback of [`lookup`].
+    None,
 }
 
 /// Nothing at all: the thermostat (no capability object in the legacy table), which we recognise
@@ -156,6 +172,16 @@ const fn m(
         wifi,
         caps: kind.1,
         kelvin: DEFAULT_KELVIN,
+        source: Source::LegacyAddon,
+    }
+}
+
+/// A row known only from pycync's capability lists: Bluetooth-only (nothing more is known) and
+/// a generic name.
+const fn p(type_id: u16, kind: Kind, name: &'static str) -> Model {
+    Model {
+        source: Source::Pycync,
+        ..m(type_id, kind, BT, name, None)
     }
 }
 
@@ -173,8 +199,10 @@ impl Model {
     }
 }
 
-/// The legacy model table, row for row, sorted by type id so [`lookup`] can binary-search (a unit
-/// test enforces order and uniqueness). Name and SKU are split as in legacy `model_info.py`.
+/// The legacy model table, row for row (`m`), and the types only pycync's lists know (`p`),
+/// sorted by type id so [`lookup`] can binary-search (a unit test enforces order and
+/// uniqueness). Name and SKU are split as in legacy `model_info.py`; each row names its
+/// [`Source`].
 #[rustfmt::skip]
 pub const MODELS: &[Model] = &[
     m(5,   TUNABLE,    BT,   "Tunable White A19 Bulb", None),
@@ -205,8 +233,12 @@ pub const MODELS: &[Model] = &[
     // (docs/protocol.md#device-models).
     m(37,  DIMMER,     WIFI, "Dimmer Switch with Motion and Ambient Light", Some("CSWDMOCBWF1")),
     m(39,  SWITCH,     WIFI, "C by GE Smart Switch", None),
+    p(41,  COLOR,  "Full Color Light (Unknown)"),
     m(42,  COLOR,      WIFI, "Reveal HD+ Full Color Under Cabinet Light - 18 Inch", None),
     m(43,  COLOR,      WIFI, "Reveal HD+ Full Color Under Cabinet Light - 24 Inch", None),
+    p(44,  COLOR,  "Full Color Light (Unknown)"),
+    p(46,  COLOR,  "Full Color Light (Unknown)"),
+    p(47,  COLOR,  "Full Color Light (Unknown)"),
     m(48,  SWITCH,     WIFI, "C by GE (C Start Smart) Switch", Some("CSWDMBLBWF1")),
     m(49,  DIMMER,     WIFI, "C by GE (C Start Smart) Dimmer Switch with Motion and Ambient Light", Some("CSWDMOCBWF1")),
     m(52,  SWITCH,     WIFI, "Switch", None),
@@ -218,12 +250,32 @@ pub const MODELS: &[Model] = &[
     m(66,  PLUG,       WIFI, "Indoor Plug (Unknown)", None),
     m(67,  PLUG,       WIFI, "Indoor Plug (Unknown)", None),
     m(68,  PLUG,       WIFI, "Indoor Plug", None),
+    p(69,  PLUG,   "Plug (Unknown)"),
+    p(71,  COLOR,  "Full Color Light (Unknown)"),
+    p(72,  COLOR,  "Full Color Light (Unknown)"),
+    p(73,  COLOR,  "Full Color Light (Unknown)"),
+    p(74,  COLOR,  "Full Color Light (Unknown)"),
+    p(75,  COLOR,  "Full Color Light (Unknown)"),
+    p(76,  COLOR,  "Full Color Light (Unknown)"),
     m(80,  TUNABLE,    WIFI, "Tunable White Light (Unknown)", None),
     m(81,  FAN,        WIFI, "Fan Controller", Some("CSWFSBLBWF1/ST-1P")),
     m(82,  TUNABLE,    BT,   "Tunable White Light (Unknown)", None),
     m(83,  TUNABLE,    BT,   "Tunable White Light (Unknown)", None),
     m(85,  TUNABLE,    BT,   "Tunable White Light (Unknown)", None),
+    p(97,  COLOR,  "Full Color Light (Unknown)"),
+    p(98,  COLOR,  "Full Color Light (Unknown)"),
+    p(101, COLOR,  "Full Color Light (Unknown)"),
+    p(102, COLOR,  "Full Color Light (Unknown)"),
+    p(104, COLOR,  "Full Color Light (Unknown)"),
+    p(105, COLOR,  "Full Color Light (Unknown)"),
+    p(107, COLOR,  "Full Color Light (Unknown)"),
+    p(108, COLOR,  "Full Color Light (Unknown)"),
+    p(109, COLOR,  "Full Color Light (Unknown)"),
+    p(110, COLOR,  "Full Color Light (Unknown)"),
+    p(111, PLUG,   "Plug (Unknown)"),
     m(113, DIMMER,     BT,   "Wire-Free Dimmer with White Temperature Switch (BTLE only)", None),
+    p(121, FAN,    "Fan Controller (Unknown)"),
+    p(123, COLOR,  "Full Color Light (Unknown)"),
     m(129, TUNABLE,    WIFI, "Tunable White Light (Unknown)", None),
     m(130, TUNABLE,    WIFI, "Tunable White Light (Unknown)", None),
     m(131, COLOR,      WIFI, "Full Color A19 Bulb", None),
@@ -247,7 +299,9 @@ pub const MODELS: &[Model] = &[
     m(152, DIMMABLE,   WIFI, "Reveal HD+ White A19 Bulb", None).min_kelvin(2700),
     m(153, COLOR,      BT,   "Full Color Light (Unknown)", None),
     m(154, COLOR,      WIFI, "Full Color Light (Unknown)", None),
+    p(155, COLOR,  "Full Color Light (Unknown)"),
     m(156, COLOR,      WIFI, "Full Color Light (Unknown)", None),
+    p(157, COLOR,  "Full Color Light (Unknown)"),
     m(158, COLOR,      WIFI, "Full Color Light (Unknown)", None),
     m(159, COLOR,      WIFI, "Full Color Light (Unknown)", None),
     m(160, COLOR,      WIFI, "Full Color Light (Unknown)", None),
@@ -256,8 +310,20 @@ pub const MODELS: &[Model] = &[
     m(163, COLOR,      WIFI, "Full Color Light (Unknown)", None),
     m(164, COLOR,      WIFI, "Full Color Light (Unknown)", None),
     m(165, COLOR,      WIFI, "Full Color Light (Unknown)", None),
+    p(166, COLOR,  "Full Color Light (Unknown)"),
+    p(167, COLOR,  "Full Color Light (Unknown)"),
+    p(168, COLOR,  "Full Color Light (Unknown)"),
     m(169, COLOR,      WIFI, "Reveal HD+ Full Color 4 Inch Wafer Downlight", Some("CFIXCNLR4CRVD")),
+    p(170, COLOR,  "Full Color Light (Unknown)"),
     m(171, COLOR,      WIFI, "Cync Full Color Direct Connect A19 Bulb", Some("CLEDA1921C4")),
+    p(172, PLUG,   "Plug (Unknown)"),
+    p(173, COLOR,  "Full Color Light (Unknown)"),
+    p(174, COLOR,  "Full Color Light (Unknown)"),
+    p(175, COLOR,  "Full Color Light (Unknown)"),
+    p(177, COLOR,  "Full Color Light (Unknown)"),
+    p(180, COLOR,  "Full Color Light (Unknown)"),
+    p(181, COLOR,  "Full Color Light (Unknown)"),
+    p(182, COLOR,  "Full Color Light (Unknown)"),
     m(224, THERMOSTAT, WIFI, "Thermostat", None),
 ];
 
@@ -281,6 +347,7 @@ pub fn lookup(type_id: u16) -> Model {
             wifi: false,
             caps: ON_OFF,
             kelvin: DEFAULT_KELVIN,
+            source: Source::None,
         })
 }
 
@@ -289,6 +356,20 @@ pub fn is_known(type_id: u16) -> bool {
     MODELS
         .binary_search_by_key(&type_id, |model| model.type_id)
         .is_ok()
+}
+
+/// Types whose one mesh node has several separately named outputs (endpoints), with how many.
+/// Source: the cync_lights integration's `MULTIELEMENT` list (type 67, two outlets) and the
+/// cloud's answers for that type, which carry one row per outlet beside the node's own row
+/// (`D = H·10^6 + e·1000 + n`).
+pub const MULTI_ENDPOINT: &[(u16, u8)] = &[(67, 2)];
+
+/// How many endpoints a type has; 1 for everything not in [`MULTI_ENDPOINT`].
+pub fn endpoint_count(type_id: u16) -> u8 {
+    MULTI_ENDPOINT
+        .iter()
+        .find(|(t, _)| *t == type_id)
+        .map_or(1, |(_, n)| *n)
 }
 
 /// The built-in light shows and the two parameter bytes of their `e2` command
@@ -364,6 +445,18 @@ mod tests {
         assert!(model.wifi);
         assert!(model.caps.power);
         assert!(!model.caps.brightness && !model.caps.fan && !model.caps.rgb);
+    }
+
+    /// From pycync's lists, not the legacy table: read off those lists by hand.
+    #[test]
+    fn types_only_pycync_lists_have_their_class_and_say_so() {
+        assert_eq!(lookup(172).class, DeviceClass::Plug);
+        assert_eq!(lookup(172).source, Source::Pycync);
+        assert_eq!(lookup(121).class, DeviceClass::Fan);
+        let strip = lookup(170);
+        assert!(strip.caps.rgb && strip.caps.color_temp && !strip.wifi);
+        assert_eq!(lookup(137).source, Source::LegacyAddon);
+        assert_eq!(lookup(9999).source, Source::None);
     }
 
     #[test]
@@ -459,9 +552,11 @@ mod tests {
     }
 
     #[test]
-    fn table_has_every_row_of_section_8() {
-        // The legacy model table lists 78 type ids.
-        assert_eq!(MODELS.len(), 78);
+    fn table_has_every_legacy_row_and_every_type_only_pycync_lists() {
+        // The legacy model table lists 78 type ids; pycync's lists add 38 it lacks.
+        let count = |source| MODELS.iter().filter(|m| m.source == source).count();
+        assert_eq!(count(Source::LegacyAddon), 78);
+        assert_eq!(count(Source::Pycync), 38);
     }
 
     #[test]

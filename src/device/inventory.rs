@@ -72,6 +72,9 @@ pub struct DeviceSpec {
     pub area: Option<String>,
     /// Hidden from Home Assistant and never commanded.
     pub disabled: bool,
+    /// Separately named outputs of one node (a dual outlet), by endpoint number; empty for an
+    /// ordinary device. cync-lan writes `{0: name}` for ordinary nodes, which reads as empty.
+    pub endpoints: BTreeMap<u16, String>,
 }
 
 /// A Cync group (room): one mesh command addresses all members.
@@ -83,6 +86,8 @@ pub struct GroupSpec {
     pub members: Vec<u16>,
     /// Export flag; meaning for the mesh unclear, kept for completeness.
     pub is_subgroup: bool,
+    /// Suggested area (the room a group is, or is inside of).
+    pub area: Option<String>,
 }
 
 /// One home (Bluetooth mesh).
@@ -181,6 +186,7 @@ struct RawDevice {
     supports_rgb: bool,
     area: Option<String>,
     disabled: bool,
+    endpoints: BTreeMap<Key, String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -189,6 +195,7 @@ struct RawGroup {
     name: Option<String>,
     members: Vec<Key>,
     is_subgroup: bool,
+    area: Option<String>,
 }
 
 /// Which syntax a device file uses.
@@ -312,6 +319,7 @@ impl Inventory {
             supports_rgb: raw.supports_rgb,
             area: raw.area,
             disabled: raw.disabled,
+            endpoints: self.endpoints(home, mesh_id, raw.endpoints),
         }
     }
 
@@ -333,7 +341,31 @@ impl Inventory {
                 .unwrap_or_else(|| format!("Cync group {group_id}")),
             members,
             is_subgroup: raw.is_subgroup,
+            area: raw.area.filter(|a| !a.trim().is_empty()),
         }
+    }
+
+    /// Endpoint numbers 1 and up; `0` alone (cync-lan's "the node itself") means none.
+    fn endpoints(
+        &mut self,
+        home: &str,
+        mesh_id: u16,
+        raw: BTreeMap<Key, String>,
+    ) -> BTreeMap<u16, String> {
+        let mut out = BTreeMap::new();
+        for (key, name) in raw {
+            match key.number().and_then(|n| u16::try_from(n).ok()) {
+                Some(0) => {}
+                Some(n) => {
+                    out.insert(n, name);
+                }
+                None => self.warn(format!(
+                    "home {home:?} device {mesh_id}: endpoint {:?} is not a number; ignored",
+                    key.text()
+                )),
+            }
+        }
+        out
     }
 
     fn warn(&mut self, line: String) {
@@ -426,6 +458,57 @@ members = [3, "x"]
         assert_eq!(cabin.groups[&32770].name, "Cync group 32770");
         assert_eq!(cabin.groups[&32770].members, vec![3]);
         assert_eq!(inv.warnings.len(), 1);
+    }
+
+    /// cync-lan's current layout: no capability flags, an `endpoints` map on every device.
+    const CYNC_LAN: &str = r#"
+exported_homes:
+  Home:
+    access_key: 777
+    devices:
+      1:
+        endpoints:
+          0: Office Lamp
+        fw: 1.3.160
+        mac: 78:6D:EB:28:EA:A4
+        name: Office Lamp
+        type: 147
+        wifi_mac: 78:6D:EB:28:EA:A5
+      3:
+        endpoints:
+          1: Left Outlet
+          2: Right Outlet
+          x: Nothing
+        fw: 1.0.298
+        mac: 34:13:43:70:D7:5E
+        name: Porch Plug
+        type: 67
+        wifi_mac: 34:13:43:78:D9:2E
+    id: 123456789
+"#;
+
+    #[test]
+    fn cync_lans_endpoint_maps_and_flagless_devices_are_read() {
+        let inv = Inventory::parse(CYNC_LAN, Syntax::Yaml).unwrap();
+        let home = inv.home(123456789).unwrap();
+        let lamp = &home.devices[&1];
+        assert!(lamp.endpoints.is_empty(), "endpoint 0 is the node itself");
+        assert!(
+            !lamp.is_plug && !lamp.supports_rgb,
+            "no flags: the type decides"
+        );
+        assert_eq!(lamp.type_id, Some(147));
+        let plug = &home.devices[&3];
+        assert_eq!(
+            plug.endpoints
+                .values()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            ["Left Outlet", "Right Outlet"]
+        );
+        assert_eq!(plug.endpoints.keys().copied().collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(inv.warnings.len(), 1, "{:?}", inv.warnings);
+        assert!(inv.warnings[0].contains("\"x\""), "{:?}", inv.warnings);
     }
 
     #[test]

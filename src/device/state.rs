@@ -210,6 +210,8 @@ struct Inner {
     devices: HashMap<DeviceKey, DeviceState>,
     waiters: HashMap<DeviceKey, Vec<Waiter>>,
     waiter_count: usize,
+    /// Device types a device said it is (a relay's first mesh-info record).
+    types: HashMap<DeviceKey, u16>,
 }
 
 /// The store. Share it as `Arc<StateStore>`.
@@ -240,6 +242,18 @@ impl StateStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Every critical section leaves the maps consistent, so a poisoned lock is still usable.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes the type a device reported for itself (`docs/protocol.md#mesh-info-records`), so a
+    /// device missing from the device list still becomes the right kind of entity. Record it
+    /// before applying the report that comes with it, so the change event finds it.
+    pub fn record_type(&self, key: DeviceKey, type_id: u16) {
+        self.lock().types.insert(key, type_id);
+    }
+
+    /// The type `key` reported for itself, if it did.
+    pub fn reported_type(&self, key: &DeviceKey) -> Option<u16> {
+        self.lock().types.get(key).copied()
     }
 
     /// Applies one report: stores it if it differs (emitting a [`StateChange`]) and completes

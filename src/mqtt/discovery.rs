@@ -181,6 +181,9 @@ pub struct EntityDescription<'a> {
     pub firmware: Option<&'a str>,
     /// Suggested area.
     pub area: Option<&'a str>,
+    /// The entity's own name when the device has several (an endpoint's); `None`: the entity
+    /// is the device and takes its name.
+    pub part: Option<&'a str>,
 }
 
 /// Settings that shape every payload.
@@ -203,6 +206,18 @@ pub fn unique_id(key: EntityKey) -> String {
     match key.kind {
         EntityKind::Device => format!("cync_{}_{}", key.home, key.id),
         EntityKind::Group => format!("cync_{}_group_{}", key.home, key.id),
+        EntityKind::Endpoint(e) => format!("cync_{}_{}_{e}", key.home, key.id),
+    }
+}
+
+/// The Home Assistant device an entity belongs to: an endpoint's is its device's.
+fn device_identifier(key: EntityKey) -> String {
+    match key.kind {
+        EntityKind::Endpoint(_) => unique_id(EntityKey {
+            kind: EntityKind::Device,
+            ..key
+        }),
+        _ => unique_id(key),
     }
 }
 
@@ -241,9 +256,13 @@ fn base(
     if let Some(mac) = real(d.wifi_mac) {
         connections.push(("mac", mac.to_string()));
     }
+    let slugged = match d.part {
+        Some(part) => slug(&format!("{} {part}", d.name)),
+        None => slug(d.name),
+    };
     EntityBase {
-        name: None,
-        default_entity_id: format!("{component}.{}", slug(d.name)),
+        name: d.part.map(str::to_string),
+        default_entity_id: format!("{component}.{slugged}"),
         availability: vec![
             Availability {
                 topic: topics.bridge_state(),
@@ -254,7 +273,7 @@ fn base(
         ],
         availability_mode: "all",
         device: DeviceInfo {
-            identifiers: vec![uid.clone()],
+            identifiers: vec![device_identifier(d.key)],
             connections,
             name: d.name.to_string(),
             manufacturer: "GE Cync",

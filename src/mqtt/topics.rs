@@ -25,14 +25,19 @@ pub enum EntityKind {
     Device,
     /// A Cync group (room).
     Group,
+    /// One output of a device with several (an outlet of a dual plug): `id` is the device's
+    /// mesh id, the number is the endpoint. One Home Assistant device holds all of them.
+    Endpoint(u8),
 }
 
 impl fmt::Display for EntityKey {
-    /// The topic segment: `<home>-<mesh id>` or `<home>-group-<group id>`; only `[0-9a-z-]`.
+    /// The topic segment: `<home>-<mesh id>`, `<home>-group-<group id>` or
+    /// `<home>-<mesh id>-<endpoint>`; only `[0-9a-z-]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             EntityKind::Device => write!(f, "{}-{}", self.home, self.id),
             EntityKind::Group => write!(f, "{}-group-{}", self.home, self.id),
+            EntityKind::Endpoint(e) => write!(f, "{}-{}-{e}", self.home, self.id),
         }
     }
 }
@@ -42,9 +47,10 @@ impl EntityKey {
     pub fn parse(segment: &str) -> Option<Self> {
         let (home, rest) = segment.split_once('-')?;
         let home = home.parse().ok()?;
-        let (kind, id) = match rest.strip_prefix("group-") {
-            Some(id) => (EntityKind::Group, id),
-            None => (EntityKind::Device, rest),
+        let (kind, id) = match (rest.strip_prefix("group-"), rest.split_once('-')) {
+            (Some(id), _) => (EntityKind::Group, id),
+            (None, Some((id, endpoint))) => (EntityKind::Endpoint(endpoint.parse().ok()?), id),
+            (None, None) => (EntityKind::Device, rest),
         };
         Some(EntityKey {
             home,
@@ -244,6 +250,20 @@ mod tests {
             "homeassistant/light/cync_bridge/cync_1234567890_5/config"
         );
         assert_eq!(t.ha_status(), "homeassistant/status");
+    }
+
+    #[test]
+    fn an_endpoint_key_round_trips_and_odd_segments_do_not_parse() {
+        let outlet = EntityKey {
+            home: 1234567890,
+            kind: EntityKind::Endpoint(2),
+            id: 3,
+        };
+        assert_eq!(outlet.to_string(), "1234567890-3-2");
+        assert_eq!(EntityKey::parse("1234567890-3-2"), Some(outlet));
+        assert_eq!(EntityKey::parse("1234567890-3-x"), None);
+        assert_eq!(EntityKey::parse("1234567890-3-999"), None);
+        assert_eq!(EntityKey::parse("1234567890-5"), Some(LAMP));
     }
 
     #[test]

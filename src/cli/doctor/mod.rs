@@ -6,7 +6,7 @@
 //! may not be running: with none running, "cannot tell yet" is a WARN, never a FAIL. The DNS
 //! check's view of the network is injectable ([`NetworkView`]) so tests can cover every answer.
 
-mod checks;
+pub(crate) mod checks;
 pub mod network;
 
 use std::fmt;

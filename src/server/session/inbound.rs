@@ -307,6 +307,11 @@ impl Session {
                 continue;
             }
             let key = DeviceKey::new(self.home, record.mesh_id);
+            if index == 0 && record.device_type != 0 {
+                self.ctx
+                    .state
+                    .record_type(key, u16::from(record.device_type));
+            }
             let state = DeviceState {
                 light: record.state,
                 online: true,
