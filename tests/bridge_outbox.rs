@@ -31,6 +31,10 @@ use tokio_util::task::TaskTracker;
 const HOME: u64 = 1_234_567_890;
 const LAMP: u16 = 1; // full colour bulb (type 137)
 const PLUG: u16 = 2; // plug (64)
+/// A room as the Cync account numbers it: a small id that is also a possible device mesh id.
+const ROOM: u16 = 3;
+/// A group id no device can have (0x8000 and up).
+const MESH_GROUP: u16 = 32769;
 
 /// Answers every command with `outcome`; on success it does what a device's `f9` does to the
 /// store (the commanded state becomes the stored state).
@@ -90,22 +94,29 @@ struct World {
     shutdown: CancellationToken,
 }
 
-fn device_file(dir: &std::path::Path) -> std::path::PathBuf {
+/// The lamp and the plug; with `groups`, also in a room and in a mesh group.
+fn device_file(dir: &std::path::Path, groups: bool) -> std::path::PathBuf {
     let path = dir.join("devices.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "homes:\n  Test Home:\n    id: {HOME}\n    devices:\n      {LAMP}: {{name: Lamp, type: 137}}\n      {PLUG}: {{name: Plug, type: 64}}\n"
-        ),
-    )
-    .unwrap();
+    let mut text = format!(
+        "homes:\n  Test Home:\n    id: {HOME}\n    devices:\n      {LAMP}: {{name: Lamp, type: 137}}\n      {PLUG}: {{name: Plug, type: 64}}\n"
+    );
+    if groups {
+        text += &format!(
+            "    groups:\n      {ROOM}: {{name: Room, members: [{LAMP}, {PLUG}]}}\n      {MESH_GROUP}: {{name: Mesh Group, members: [{LAMP}, {PLUG}]}}\n"
+        );
+    }
+    std::fs::write(&path, text).unwrap();
     path
 }
 
 fn start(dir: &std::path::Path) -> World {
+    start_with(dir, false)
+}
+
+fn start_with(dir: &std::path::Path, groups: bool) -> World {
     let toml = format!(
         "timezone = \"UTC\"\n[devices]\nfile = {:?}\n",
-        device_file(dir).display().to_string()
+        device_file(dir, groups).display().to_string()
     );
     let figment = figment::Figment::from(Serialized::defaults(RawConfig::default()))
         .merge(Toml::string(&toml));
@@ -179,7 +190,11 @@ impl World {
     }
 
     async fn command(&self, id: u16, payload: &str) {
-        let topic = self.topics.set(key(id));
+        self.command_entity(key(id), payload).await;
+    }
+
+    async fn command_entity(&self, entity: EntityKey, payload: &str) {
+        let topic = self.topics.set(entity);
         self.send(MqttEvent::Message {
             topic,
             payload: Bytes::from(payload.to_owned()),
@@ -425,6 +440,58 @@ async fn after_a_start_no_device_is_published_unavailable_until_the_startup_grac
             .filter(|p| p.0 == offline.0)
             .collect::<Vec<_>>(),
         vec![&offline]
+    );
+    world.shutdown.cancel();
+}
+
+fn group(id: u16) -> EntityKey {
+    EntityKey {
+        home: HOME,
+        kind: EntityKind::Group,
+        id,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_room_with_a_cloud_id_is_switched_member_by_member_and_a_mesh_group_in_one_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = start_with(dir.path(), true);
+    world.report(LAMP, on(false));
+    world.report(PLUG, on(false));
+    world.connected().await;
+    // Room 3 could be device 3 on the wire: each member gets its own command, never id 3.
+    world.command_entity(group(ROOM), r#"{"state":"ON"}"#).await;
+    world.drain().await;
+    let sent: Vec<Command> = world.transport.sent.lock().unwrap().drain(..).collect();
+    assert_eq!(
+        sent,
+        vec![
+            Command::Power {
+                target: LAMP,
+                on: true
+            },
+            Command::Power {
+                target: PLUG,
+                on: true
+            },
+        ]
+    );
+    // Each member applied its own command (the fake device does what an f9 does).
+    for member in [LAMP, PLUG] {
+        assert!(world.services.state.get(&wire(member)).unwrap().light.on);
+    }
+    // 0x8001 cannot be a device: one command to the group address.
+    world
+        .command_entity(group(MESH_GROUP), r#"{"state":"OFF"}"#)
+        .await;
+    world.drain().await;
+    let sent: Vec<Command> = world.transport.sent.lock().unwrap().drain(..).collect();
+    assert_eq!(
+        sent,
+        vec![Command::Power {
+            target: MESH_GROUP,
+            on: false
+        }]
     );
     world.shutdown.cancel();
 }

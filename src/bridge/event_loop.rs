@@ -359,11 +359,14 @@ impl Runtime {
         } else {
             Vec::new()
         };
+        let per_member =
+            entity.is_group() && self.settings.group_commands.per_member(entity.wire_mesh);
         let job = Job {
             entity: key,
             wire: entity.wire_key(),
             commands: translated.commands,
             members,
+            per_member,
             effect: translated.effect,
             correlation: new_correlation_id(),
         };

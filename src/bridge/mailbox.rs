@@ -149,6 +149,7 @@ mod tests {
             },
             commands,
             members: Vec::new(),
+            per_member: false,
             effect: None,
             correlation: uuid::Uuid::nil(),
         }

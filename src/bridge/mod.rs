@@ -43,7 +43,7 @@ use crate::transport::CommandTransport;
 use event_loop::{Inputs, Runtime};
 use publish::Publisher;
 pub use registry::{Entity, Registry, RegistryError};
-pub use settings::{DeviceOverride, DevicesSettings, EndpointAddress};
+pub use settings::{DeviceOverride, DevicesSettings, EndpointAddress, GroupCommands};
 use worker::{Dispatcher, WorkerContext};
 
 /// Everything that shapes what the bridge publishes and how it waits.
@@ -65,6 +65,8 @@ pub struct BridgeSettings {
     pub command_timeout: Duration,
     /// Deadline of a group's member confirmations.
     pub group_confirm_timeout: Duration,
+    /// Group address or one command per member.
+    pub group_commands: GroupCommands,
 }
 
 impl BridgeSettings {

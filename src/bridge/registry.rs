@@ -780,6 +780,7 @@ account data:
             startup_grace: std::time::Duration::from_secs(1),
             group_confirm_timeout: std::time::Duration::from_secs(1),
             endpoint_address: EndpointAddress::Node,
+            group_commands: crate::bridge::GroupCommands::Auto,
         };
         assert_eq!(
             device_file(&settings),
@@ -811,6 +812,7 @@ account data:
             startup_grace: std::time::Duration::from_secs(1),
             group_confirm_timeout: std::time::Duration::from_secs(1),
             endpoint_address: EndpointAddress::Node,
+            group_commands: crate::bridge::GroupCommands::Auto,
         };
         let mut r = Registry::load(&settings).unwrap();
         assert!(r.reload_if_changed().is_none(), "nothing changed");

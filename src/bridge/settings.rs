@@ -30,6 +30,40 @@ pub struct DevicesSettings {
     pub group_confirm_timeout: Duration,
     /// Where a command for one endpoint (an outlet of a dual plug) is sent.
     pub endpoint_address: EndpointAddress,
+    /// How a command for a Cync group (room) is addressed.
+    pub group_commands: GroupCommands,
+}
+
+/// Group addresses below this can be device mesh ids too; the simulator, like Bluetooth mesh
+/// group addresses, uses 0x8000 and up.
+pub const MESH_GROUP_BASE: u16 = 0x8000;
+
+/// How a command for a Cync group is sent. No group packet was ever captured
+/// (`docs/protocol.md#groups`): whether the mesh address of a room is its cloud id (1, 2, …) or
+/// something else is unknown, and the cloud's room ids are small numbers that are also mesh ids
+/// of devices. Sending a room command to such an address could switch one device instead of the
+/// room, so the default sends each member its own command unless the id cannot be a device's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GroupCommands {
+    /// The group address for ids of 0x8000 and up, one command per member below.
+    #[default]
+    Auto,
+    /// One command per member, always (slower for large rooms; always reaches the right lights).
+    Members,
+    /// The group address, always (one mesh broadcast; only if your groups' ids are their mesh
+    /// addresses).
+    Group,
+}
+
+impl GroupCommands {
+    /// Whether a command for group `id` is sent to each member instead of the group address.
+    pub fn per_member(self, id: u16) -> bool {
+        match self {
+            GroupCommands::Members => true,
+            GroupCommands::Group => false,
+            GroupCommands::Auto => id < MESH_GROUP_BASE,
+        }
+    }
 }
 
 /// How a command for one endpoint of a multi-endpoint device is addressed on the mesh. No

@@ -5,8 +5,10 @@
 //! each other — while a slow or unreachable light must never hold up any other. The MQTT event
 //! loop only parses and hands over (`try_send`), so it never waits on a device.
 //!
-//! A group command is one mesh broadcast; it completes when every member has confirmed the new
-//! state (a report showing it). Members that stay silent are asked with a mesh-info request,
+//! A group command is one mesh broadcast to the group address — or, for a group whose id could
+//! also be a device's mesh id (the Cync account's room ids 1, 2, …), one command per member
+//! (`devices.group_commands`, `docs/protocol.md#groups`); it completes when every member has
+//! confirmed the new state (a report showing it). Members that stay silent are asked with a mesh-info request,
 //! whose answer lists every node's state (`docs/protocol.md`, mesh info).
 
 use std::collections::HashMap;
@@ -46,6 +48,9 @@ pub struct Job {
     pub commands: Vec<Command>,
     /// Group members that must confirm (empty for devices).
     pub members: Vec<DeviceKey>,
+    /// Send each member its own commands instead of one to the group address
+    /// ([`super::GroupCommands`]).
+    pub per_member: bool,
     /// The effect started, for the state payload.
     pub effect: Option<&'static str>,
     /// Correlation id of the whole MQTT command.
@@ -162,34 +167,63 @@ async fn execute(ctx: &WorkerContext, job: Job) -> CommandOutcome {
             }
         }
     }
-    for command in &job.commands {
-        // The MQTT command's correlation id, so every Cync command it became logs under it.
-        let request = CommandRequest {
-            key: job.wire,
-            route: RouteKey {
-                home: job.entity.home,
-                id: job.entity.id,
-                group: job.entity.kind == EntityKind::Group,
-            },
-            command: *command,
-            timeout: ctx.command_timeout,
-            correlation: job.correlation,
-        };
-        let report = ctx.transport.execute(request, &ctx.shutdown).await;
-        if report.outcome != CommandOutcome::Success {
-            tracing::warn!(
-                entity = %job.entity,
-                outcome = report.outcome.as_str(),
-                correlation_id = %job.correlation,
-                "mqtt command failed"
-            );
-            return report.outcome;
-        }
-    }
-    if waits.is_empty() {
-        return CommandOutcome::Success;
+    let sent = send(ctx, &job).await;
+    if sent != CommandOutcome::Success || waits.is_empty() {
+        return sent;
     }
     confirm_members(ctx, &job, waits).await
+}
+
+/// Sends the job's commands — to its address, or to each member in turn — and returns the first
+/// outcome that was not a success. Per member, every member is tried even after one failed, so
+/// one unreachable bulb does not leave the rest of the room unswitched.
+async fn send(ctx: &WorkerContext, job: &Job) -> CommandOutcome {
+    let targets = if job.per_member {
+        job.members.clone()
+    } else {
+        vec![job.wire]
+    };
+    // Routed by the entity commanded, so a group's commands share one rollout path.
+    let route = RouteKey {
+        home: job.entity.home,
+        id: job.entity.id,
+        group: job.entity.kind == EntityKind::Group,
+    };
+    let mut first_failure = None;
+    for target in targets {
+        for command in &job.commands {
+            let command = if job.per_member {
+                command.with_target(target.mesh.0)
+            } else {
+                *command
+            };
+            // The MQTT command's correlation id, so every Cync command it became logs under it.
+            let request = CommandRequest {
+                key: target,
+                route,
+                command,
+                timeout: ctx.command_timeout,
+                correlation: job.correlation,
+            };
+            let report = ctx.transport.execute(request, &ctx.shutdown).await;
+            if report.outcome != CommandOutcome::Success {
+                tracing::warn!(
+                    entity = %job.entity,
+                    target = %target,
+                    outcome = report.outcome.as_str(),
+                    correlation_id = %job.correlation,
+                    "mqtt command failed"
+                );
+                first_failure.get_or_insert(report.outcome);
+                // The rest of this target's commands would build on the failed one.
+                break;
+            }
+        }
+        if first_failure.is_some() && !job.per_member {
+            break;
+        }
+    }
+    first_failure.unwrap_or(CommandOutcome::Success)
 }
 
 /// Waits for every member's confirming report; asks for mesh info once if some are slow.

@@ -49,6 +49,7 @@ impl Config {
             },
             command_timeout: self.transport.command_timeout,
             group_confirm_timeout: self.devices.group_confirm_timeout,
+            group_commands: self.devices.group_commands,
         }
     }
 }

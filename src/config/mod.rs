@@ -535,6 +535,17 @@ impl Check<'_> {
                     ))
                 }
             },
+            group_commands: match r.group_commands.trim() {
+                "auto" => crate::bridge::GroupCommands::Auto,
+                "members" => crate::bridge::GroupCommands::Members,
+                "group" => crate::bridge::GroupCommands::Group,
+                _ => {
+                    return Err(self.fail(
+                        "devices.group_commands",
+                        "must be \"auto\", \"members\" or \"group\"",
+                    ))
+                }
+            },
         })
     }
 

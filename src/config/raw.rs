@@ -255,6 +255,7 @@ pub struct RawDevices {
     pub startup_grace: DurationText,
     pub group_confirm_timeout: DurationText,
     pub endpoint_address: String,
+    pub group_commands: String,
     /// Native device list, same shape as the file's `homes` section.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub homes: std::collections::BTreeMap<String, serde_json::Value>,
@@ -272,6 +273,7 @@ impl Default for RawDevices {
             startup_grace: "90s".into(),
             group_confirm_timeout: "5s".into(),
             endpoint_address: "node".to_owned(),
+            group_commands: "auto".to_owned(),
             homes: Default::default(),
             overrides: Default::default(),
         }

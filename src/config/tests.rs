@@ -124,6 +124,10 @@ fn every_kind_of_bad_value_names_its_key() {
         ("[rollback]\nsignificance = 0.0", "rollback.significance"),
         ("[rollback]\nconsecutive = 0", "rollback.consecutive"),
         ("[rollback]\ntarget = \"yesterday\"", "rollback.target"),
+        (
+            "[devices]\ngroup_commands = \"broadcast\"",
+            "devices.group_commands",
+        ),
         ("timezone = \"Mars/Olympus_Mons\"", "timezone"),
         ("[mqtt_typo]\nurl = \"x\"", "mqtt_typo"),
     ];

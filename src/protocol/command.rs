@@ -97,6 +97,24 @@ impl Command {
         }
     }
 
+    /// The same command addressed to `target` (commands without a target are unchanged).
+    pub fn with_target(self, target: u16) -> Command {
+        match self {
+            Command::Power { on, .. } => Command::Power { target, on },
+            Command::Light {
+                brightness, color, ..
+            } => Command::Light {
+                target,
+                brightness,
+                color,
+            },
+            Command::Effect { effect, .. } => Command::Effect { target, effect },
+            Command::SwitchMode { mode, .. } => Command::SwitchMode { target, mode },
+            Command::Query { param, .. } => Command::Query { target, param },
+            other => other,
+        }
+    }
+
     /// True when the command carries a mesh sequence number (sno) in its payload.
     pub fn has_sno(&self) -> bool {
         self.target().is_some()
