@@ -12,11 +12,16 @@
 //!   retained state topic (published only on device confirmation) and HA's own state;
 //! - wall-switch changes made in the simulator must show up in HA.
 //!
+//! And the first run of a new user (HA 2024.3.3): `cync-bridge export` against the fake Cync
+//! cloud into an empty data dir, then `serve` with no device file — every device appears with
+//! its cloud name, area and entity kind, and a room switches its lights.
+//!
 //! Every wait polls with a deadline; nothing asserts on elapsed time. Slow (HA start-up), so it
 //! runs only with `CYNC_HA_E2E=1` (`.ci/run` runs it as its own step). Optional environment:
 //! `CYNC_HA_E2E_VERSIONS=2024.3.3,2025.4.4` limits the versions, `CYNC_HA_E2E_PY313=/path`
 //! names the Python 3.13 interpreter, `CYNC_HA_E2E_TOOLS=/path/to/ha-e2e` the harness.
 
+mod cloud_world;
 mod ha_world;
 
 use std::collections::HashMap;
@@ -32,7 +37,7 @@ use serde_json::{json, Value};
 
 use ha_world::{
     until, Version, World, BT_BULB, COLOUR, DEVICES, DIMMER, DISCOVERY_WAIT, FAN, GROUP_NAME, PLUG,
-    SWITCH, WHITE,
+    SWITCH, WAIT, WHITE,
 };
 
 const HA_2024: Version = Version {
@@ -58,6 +63,71 @@ fn home_assistant_2025_4() {
         }
         None => {}
     }
+}
+
+#[test]
+fn home_assistant_first_run_from_a_cloud_export() {
+    if !enabled(HA_2024) {
+        return;
+    }
+    let cloud_rt = tokio::runtime::Runtime::new().expect("runtime");
+    let cloud = cloud_rt.block_on(cloud_world::FakeCloud::start());
+    let url = cloud.url();
+    let started = Instant::now();
+    let mut world = World::start_with(HA_2024, None, None, first_run_home(), |data| {
+        export(data, &url)
+    });
+    world.check_first_run();
+    world.check_log();
+    world.stop();
+    println!(
+        "HA_E2E PASSED: first run from a cloud export, Home Assistant {} in {:.0} s",
+        HA_2024.ha,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The fake cloud's main home as devices: lamp (147) and fan (81) and the dual plug (67) on
+/// Wi-Fi, the hall bulb (21) on Bluetooth behind the lamp.
+fn first_run_home() -> cync_bridge::sim::SimHome {
+    cync_bridge::sim::HomeBuilder::new("Home", 4)
+        .wifi(1, 147)
+        .bluetooth(2, 21)
+        .wifi(3, 67)
+        .wifi(4, 81)
+        .relays(1, &[2])
+        .build()
+        .expect("valid home")
+}
+
+/// `cync-bridge export` as a script runs it: password from a file, the emailed code on stdin.
+fn export(data: &std::path::Path, url: &str) {
+    use std::io::Write as _;
+    let password = data.join("password");
+    std::fs::write(&password, cloud_world::PASSWORD).expect("password file");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cync-bridge"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CYNC_")) {
+        command.env_remove(key);
+    }
+    let mut child = command
+        .args(["export", "--email", cloud_world::EMAIL, "--password-file"])
+        .arg(&password)
+        .env("CYNC_DATA_DIR", data)
+        .env("CYNC_CLOUD__API_URL", url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start cync-bridge export");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{}", cloud_world::CODE).expect("code");
+    drop(stdin);
+    let out = child.wait_with_output().expect("export ends");
+    assert!(
+        out.status.success(),
+        "export failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `false` (after saying why) unless this version should run.
@@ -473,6 +543,70 @@ impl World {
     }
 
     /// HA's log must not hold an MQTT error (a refused discovery payload, a template that fails).
+    /// After a cloud export: each device by its cloud name, in its room's area, as the entity
+    /// kind its type says, and the "Office" room (lamp and hall bulb) switching both.
+    fn check_first_run(&mut self) {
+        let v = self.v.ha;
+        // (friendly name, domain, area)
+        let expected = [
+            ("Office Lamp", "light", Some("Office")),
+            ("Hall Bulb", "light", Some("Office")),
+            ("Porch Plug Left Outlet", "switch", Some("Porch")),
+            ("Porch Plug Right Outlet", "switch", Some("Porch")),
+            ("Cync device 4", "fan", None),
+            ("Office", "light", Some("Office")),
+            ("Porch", "light", Some("Porch")),
+        ];
+        let ids = until("every exported device as an entity", DISCOVERY_WAIT, || {
+            let states = self.states()?;
+            let mut ids = HashMap::new();
+            for (name, domain, _) in expected {
+                let found = states.iter().find(|s| {
+                    s["attributes"]["friendly_name"] == name
+                        && s["entity_id"]
+                            .as_str()
+                            .is_some_and(|id| id.starts_with(&format!("{domain}.")))
+                });
+                match found {
+                    Some(s) if s["state"] != "unavailable" && s["state"] != "unknown" => {
+                        ids.insert(
+                            name.to_string(),
+                            s["entity_id"].as_str().unwrap().to_owned(),
+                        );
+                    }
+                    Some(s) => return Err(format!("{name}: {s}")),
+                    None => return Err(format!("{name} missing as a {domain}")),
+                }
+            }
+            Ok(ids)
+        });
+        println!("[{v}] first-run entities: {ids:?}");
+        self.ids = ids;
+        for (name, _, area) in expected {
+            let template = json!({
+                "template": format!("{{{{ area_name('{}') | tojson }}}}", self.ids[name])
+            });
+            let got = self
+                .curl("POST", "/api/template", Some(&template))
+                .unwrap_or_else(|e| panic!("[{v}] area of {name}: {e}"));
+            assert_eq!(got.as_str(), area, "[{v}] area of {name}");
+        }
+        let lamp_modes = self.state("Office Lamp").expect("state")["attributes"]
+            ["supported_color_modes"]
+            .clone();
+        assert!(lamp_modes.to_string().contains("rgb"), "[{v}] {lamp_modes}");
+        for on in [true, false] {
+            let service = if on { "turn_on" } else { "turn_off" };
+            self.call("light", service, "Office", json!({}));
+            for mesh in [1, 2] {
+                until(&format!("device {mesh} {service}"), WAIT, || {
+                    let s = self.device(mesh);
+                    (s.on == on).then_some(()).ok_or(format!("{s:?}"))
+                });
+            }
+        }
+    }
+
     fn check_log(&self) {
         let log = std::fs::read_to_string(self.ha_work.join("hass.log")).unwrap_or_default();
         let bad: Vec<&str> = log

@@ -183,6 +183,19 @@ pub struct World {
 
 impl World {
     pub fn start(v: Version, python: Option<&Path>) -> World {
+        Self::start_with(v, python, Some(device_file()), home(), |_| {})
+    }
+
+    /// Home Assistant, then `prepare(data_dir)` (e.g. a cloud export into it), then the bridge —
+    /// with `devices` as its device file, or none (it then reads what an export wrote) — and the
+    /// simulated `home`.
+    pub fn start_with(
+        v: Version,
+        python: Option<&Path>,
+        devices: Option<String>,
+        home: SimHome,
+        prepare: impl FnOnce(&Path),
+    ) -> World {
         let tools = tools_dir();
         assert!(
             tools.join("ha-up").exists(),
@@ -214,15 +227,21 @@ impl World {
             world.ha_work.display()
         );
         world.topics = Some(Topics::watch(mqtt_port));
-        let addr = world.spawn_bridge(mqtt_port);
-        world.start_devices(addr);
+        let data_dir = world._data.path().join("data");
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        prepare(&data_dir);
+        let addr = world.spawn_bridge(mqtt_port, devices);
+        world.start_devices(addr, home);
         world
     }
 
     /// The bridge, as users run it; returns its device listener once it accepts connections.
-    fn spawn_bridge(&mut self, mqtt_port: u16) -> std::net::SocketAddr {
-        let file = self._data.path().join("devices.yaml");
-        std::fs::write(&file, device_file()).expect("write device file");
+    fn spawn_bridge(&mut self, mqtt_port: u16, devices: Option<String>) -> std::net::SocketAddr {
+        let file = devices.map(|text| {
+            let file = self._data.path().join("devices.yaml");
+            std::fs::write(&file, text).expect("write device file");
+            file
+        });
         let listen = format!("127.0.0.1:{}", free_port());
         let log = std::fs::File::create(&self.bridge_log).expect("bridge log");
         let (unit, flag) = if self.v.legacy {
@@ -230,7 +249,11 @@ impl World {
         } else {
             ("kelvin", "false")
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_cync-bridge"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cync-bridge"));
+        if let Some(file) = &file {
+            command.env("CYNC_DEVICES__FILE", file);
+        }
+        let child = command
             .arg("serve")
             .env("CYNC_SERVER__LISTEN", &listen)
             .env(
@@ -242,7 +265,6 @@ impl World {
             .env("CYNC_MQTT__COLOR_TEMP_UNIT", unit)
             .env("CYNC_MQTT__LEGACY_COLOR_MODE_FLAG", flag)
             .env("CYNC_MQTT__BIRTH_DELAY", "500ms")
-            .env("CYNC_DEVICES__FILE", &file)
             .env("CYNC_TELEMETRY__LOG_FORMAT", "human")
             .env("CYNC_TELEMETRY__LOG_FILTER", "info")
             .stdout(Stdio::null())
@@ -260,14 +282,14 @@ impl World {
     }
 
     /// The devices, in-process so the test can read their state and use their wall switches.
-    fn start_devices(&mut self, addr: std::net::SocketAddr) {
+    fn start_devices(&mut self, addr: std::net::SocketAddr, home: SimHome) {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("runtime");
         let sim = rt.block_on(async {
-            let sim = Simulator::start(SimConfig::new(SEED, vec![home()]), addr)
+            let sim = Simulator::start(SimConfig::new(SEED, vec![home]), addr)
                 .await
                 .expect("simulator");
             sim.wait_ready(WAIT).await.expect("every device connected");
