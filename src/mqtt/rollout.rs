@@ -285,7 +285,8 @@ fn sensors(topics: &Topics, opts: &DiscoveryOptions, slo_names: &[&'static str])
             "Last rollout change".to_string(),
             "{{ value_json.last_change }}".to_string(),
             None,
-            Some("{{ value_json.last_change_detail | tojson }}"),
+            // An object even before the first change: HA warns on attributes that are not one.
+            Some("{{ (value_json.last_change_detail or {}) | tojson }}"),
         ),
     ];
     for name in slo_names {
